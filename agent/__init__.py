@@ -1,0 +1,1 @@
+"""The LangGraph agent, the run directory, configuration and the CLI."""

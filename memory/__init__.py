@@ -1,0 +1,1 @@
+"""The series bible: characters, locations, references and identity embeddings."""

@@ -1,0 +1,1 @@
+"""Script writers: everything that turns a brief into a Screenplay."""

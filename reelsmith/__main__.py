@@ -1,0 +1,3 @@
+from reelsmith.agent.cli import main
+
+main()
