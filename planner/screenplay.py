@@ -186,9 +186,7 @@ class Screenplay(_Model):
     def problems(self) -> list[str]:
         """Cross-field problems (ids, references, counts), each as 'path: message'."""
         problems: list[str] = []
-        known = _check_unique(
-            [c.id for c in self.characters], "characters", "character", problems
-        )
+        known = _check_unique([c.id for c in self.characters], "characters", "character", problems)
         _check_unique([s.id for s in self.scenes], "scenes", "scene", problems)
         if not self.scenes:
             problems.append("scenes: a screenplay needs at least one scene")

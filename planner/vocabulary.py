@@ -30,13 +30,29 @@ LOCATIONS: dict[str, tuple[str, ...]] = {
 # Body shapes -> creature or role nouns drawn with that shape.
 SHAPES: dict[str, tuple[str, ...]] = {
     "round": ("round", "bear", "owl", "penguin", "frog", "ghost", "blob", "panda", "pig"),
-    "boxy": ("boxy", "robot", "robots", "knight", "golem", "android", "droid", "box"),
+    "boxy": ("boxy", "robot", "knight", "golem", "android", "droid", "box"),
     "pointed": ("pointed", "fox", "cat", "wolf", "wizard", "witch", "dragon", "rabbit", "bird"),
     "tall": (
-        "tall", "person", "woman", "man", "girl", "boy", "child", "kid", "detective", "pilot",
-        "sailor", "doctor", "captain", "farmer", "giant", "stranger", "friend", "astronaut",
+        "tall",
+        "person",
+        "woman",
+        "man",
+        "girl",
+        "boy",
+        "child",
+        "kid",
+        "detective",
+        "pilot",
+        "sailor",
+        "doctor",
+        "captain",
+        "farmer",
+        "giant",
+        "stranger",
+        "friend",
+        "astronaut",
     ),
-    "small": ("small", "little", "tiny", "mouse", "mice", "baby", "elf", "gnome", "sprite"),
+    "small": ("small", "little", "tiny", "mouse", "baby", "elf", "gnome", "sprite"),
 }
 
 COLOURS: dict[str, tuple[str, ...]] = {
