@@ -1,0 +1,158 @@
+"""The `reelsmith` command run as a real subprocess: outputs, formats and bad input."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reelsmith.planner.screenplay import Screenplay
+
+
+def run(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "reelsmith", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit code 2, one line on stderr naming the problem, no traceback."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("reelsmith: error: ")
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert result.stdout == ""
+
+
+def test_script_prints_valid_json_and_is_deterministic():
+    first = run("script", "Mira and Bo cross the snowfield", "--seed", "7", "--shots", "6")
+    assert first.returncode == 0, first.stderr
+    screenplay = Screenplay.from_json(first.stdout)
+    assert screenplay.num_shots == 6
+    assert run("script", "Mira and Bo cross the snowfield", "--seed", "7", "--shots", "6").stdout \
+        == first.stdout
+    assert "6 shots" in first.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [("movie.json", "json"), ("movie.yaml", "yaml"), ("movie.fountain", "fountain"),
+     ("shots.csv", "csv")],
+)
+def test_output_format_follows_extension_and_imports_back(tmp_path, name, fmt):
+    out = tmp_path / name
+    result = run("script", "a red fox in the forest", "--seed", "2", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {out}" in result.stderr
+    again = run("script", "--from", str(out), "--format", "json")
+    assert again.returncode == 0, again.stderr
+    imported = Screenplay.from_json(again.stdout)
+    assert [c.name for c in imported.characters] == ["Red Fox"]
+    if fmt in ("json", "yaml"):
+        original = run("script", "a red fox in the forest", "--seed", "2").stdout
+        assert again.stdout == original
+
+
+def test_schema_command(tmp_path):
+    result = run("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout) == Screenplay.model_json_schema()
+
+
+# -- bad input: one line, exit code 2, nothing written -------------------------------
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", "\t\n"])
+def test_empty_prompt(tmp_path, prompt):
+    out = tmp_path / "s.json"
+    assert_clean_failure(run("script", prompt, "-o", str(out)), "prompt is empty")
+    assert not out.exists()
+
+
+def test_missing_file(tmp_path):
+    assert_clean_failure(run("script", "--from", str(tmp_path / "nope.fountain")), "no such file")
+
+
+def test_unreadable_file(tmp_path):
+    folder = tmp_path / "dir.json"
+    folder.mkdir()
+    assert_clean_failure(run("script", "--from", str(folder)), "is a folder")
+
+
+def test_unknown_extension(tmp_path):
+    path = tmp_path / "script.docx"
+    path.write_text("hello")
+    assert_clean_failure(run("script", "--from", str(path)), "unknown extension .docx")
+
+
+def test_binary_fountain(tmp_path):
+    path = tmp_path / "bad.fountain"
+    path.write_bytes(bytes(range(256)) * 4)
+    assert_clean_failure(run("script", "--from", str(path)), "bad.fountain", "binary")
+
+
+def test_csv_missing_required_column(tmp_path):
+    path = tmp_path / "shots.csv"
+    path.write_text("scene,duration\nintro,3\n")
+    assert_clean_failure(run("script", "--from", str(path)), "shots.csv", "missing required")
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("title: [unclosed\nscenes: {\n")
+    assert_clean_failure(run("script", "--from", str(path)), "bad.yaml", "not valid YAML")
+
+
+def test_screenplay_violating_schema_names_the_field(tmp_path):
+    data = json.loads(run("script", "Ada and Kit", "--shots", "2").stdout)
+    data["scenes"][0]["shots"][0]["characters"] = ["nobody"]
+    data["scenes"][0]["shots"][0]["blocking"] = []
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    assert_clean_failure(
+        run("script", "--from", str(path)),
+        "scenes[0].shots[0].characters[0]: unknown character id 'nobody'",
+    )
+
+
+def test_unknown_writer():
+    assert_clean_failure(run("script", "a fox", "--writer", "gpt9"), "unknown writer 'gpt9'")
+
+
+def test_unknown_option_and_bad_number():
+    assert_clean_failure(run("script", "a fox", "--bogus"), "--bogus")
+    assert_clean_failure(run("script", "a fox", "--shots", "many"), "--shots")
+
+
+def test_unreachable_server_is_clear_and_fast():
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = run(
+        "script", "a fox", "--writer", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
+        "--model", "m", "--timeout", "5", timeout=60,
+    )
+    assert_clean_failure(result, f"127.0.0.1:{port}")
+
+
+def test_failure_keeps_an_existing_output_untouched(tmp_path):
+    out = tmp_path / "keep.json"
+    out.write_text("precious")
+    assert_clean_failure(run("script", "  ", "-o", str(out)))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scenes: 3\n")
+    assert run("script", "--from", str(bad), "-o", str(out)).returncode == 2
+    assert out.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "keep.json"]
