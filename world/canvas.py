@@ -15,20 +15,23 @@ Colour = tuple[float, float, float]
 
 
 class Canvas:
-    """A float32 RGB image (H, W, 3) with values in [0, 1], addressed in world units.
+    """A float32 image (H, W, C) with values in [0, 1], addressed in world units.
 
     Args:
         x0: World x of the left edge.
         width: World width covered.
         height: World height covered (y from 0 to height).
         px_per_unit: Resolution.
+        channels: 3 for RGB, 4 for RGBA (sprites; paint colours then carry alpha).
     """
 
-    def __init__(self, x0: float, width: float, height: float, px_per_unit: float) -> None:
+    def __init__(
+        self, x0: float, width: float, height: float, px_per_unit: float, channels: int = 3
+    ) -> None:
         self.x0, self.width, self.height, self.scale = x0, width, height, px_per_unit
         self.w = max(1, round(width * px_per_unit))
         self.h = max(1, round(height * px_per_unit))
-        self.rgb = np.zeros((self.h, self.w, 3), np.float32)  # (H, W, 3)
+        self.rgb = np.zeros((self.h, self.w, channels), np.float32)  # (H, W, C)
 
     # -- coordinates --------------------------------------------------------------------
 
@@ -93,7 +96,7 @@ class Canvas:
 
     def shade(self, factor) -> None:
         """Multiply the whole image by an RGB light factor."""
-        self.rgb *= np.asarray(factor, np.float32)
+        self.rgb[..., :3] *= np.asarray(factor, np.float32)
         np.clip(self.rgb, 0, 1, out=self.rgb)
 
 
