@@ -102,20 +102,21 @@ def _pattern(c: Canvas, identity: Identity, h: float, w: float, body) -> None:
         return
     darker = tuple(v / 255 * 0.55 for v in body) + (1.0,)
     lighter = tuple(min(1.0, v / 255 * 0.5 + 0.5) for v in body) + (1.0,)
+    mark = lighter if sum(body) < 0.4 * 3 * 255 else darker  # always visible on the body
     inside = _inside_fn(identity.shape, h, w)
     if identity.pattern == "striped":
 
         def stripes(x, y):
             return inside(x, y) & ((y / h * 6) % 1.0 < 0.42) & (y < h * 0.6)
 
-        c.fill(stripes, (-w, w, 0, h), darker)
+        c.fill(stripes, (-w, w, 0, h), mark)
     else:  # spotted
 
         def spots(x, y):
-            u, v = (x / (w * 0.5)) % 1.0 - 0.5, (y / (h * 0.18)) % 1.0 - 0.5
-            return inside(x, y) & (u * u + v * v < 0.09) & (y < h * 0.6)
+            u, v = (x / (w * 0.55)) % 1.0 - 0.5, (y / (h * 0.2)) % 1.0 - 0.5
+            return inside(x, y) & (u * u + v * v < 0.13) & (y < h * 0.6)
 
-        c.fill(spots, (-w, w, 0, h), lighter if sum(body) < 380 else darker)
+        c.fill(spots, (-w, w, 0, h), mark)
 
 
 def _inside_fn(shape: str, h: float, w: float):
@@ -133,19 +134,21 @@ def _face(c: Canvas, identity: Identity, pose: Pose, h: float, w: float) -> None
         c.ellipse(ex, eye_y, r, r * 1.15, (*EYE_WHITE, 1.0))
         c.ellipse(ex + 0.025 * pose.facing, eye_y, r * 0.5, r * 0.6, (*PUPIL, 1.0))
     if identity.accessory == "glasses":
+        dark_body = sum(RGB[identity.colour]) < 0.4 * 3 * 255
+        frame = (*(rgb(235, 235, 235) if dark_body else ACCESSORY_COLOURS["glasses"]), 1.0)
         for side in (-1, 1):
             ex = side * w * 0.38 + look
             c.fill(
                 lambda x, y, ex=ex: np.abs(np.hypot(x - ex, y - eye_y) - r * 1.45) < 0.018,
                 (ex - r * 1.7, ex + r * 1.7, eye_y - r * 1.7, eye_y + r * 1.7),
-                (*ACCESSORY_COLOURS["glasses"], 1.0),
+                frame,
             )
         c.rect(
             -w * 0.38 + look + r,
             eye_y - 0.01,
             w * 0.38 + look - r,
             eye_y + 0.01,
-            (*ACCESSORY_COLOURS["glasses"], 1.0),
+            frame,
         )
     mouth_y = eye_y - 0.16 * h
     height = 0.05 if pose.mouth else 0.012
