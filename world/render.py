@@ -77,8 +77,11 @@ class WorldRenderer:
     def __init__(self, config: WorldConfig | None = None) -> None:
         self.config = config or WorldConfig()
         self.ss_res = self.config.resolution * self.config.supersample
-        # the panorama is sharp enough for the tightest view
-        self.px_per_unit = int(math.ceil(self.ss_res / (VIEW[min(VIEW, key=VIEW.get)] * 0.6)))
+        # the panorama has one pixel per output pixel in the tightest view (a zoomed-in
+        # close-up); the supersampled frame samples it more finely, which keeps the
+        # background soft in close-ups, the way a lens would
+        tightest = VIEW[min(VIEW, key=VIEW.get)] * 0.65
+        self.px_per_unit = int(math.ceil(self.config.resolution / tightest))
 
     def render(self, screenplay: Screenplay) -> Iterator[ShotTruth]:
         identities = cast_identities(screenplay.characters)
@@ -136,7 +139,7 @@ class WorldRenderer:
         rows = ((HEIGHT - (cy - offsets)) * self.px_per_unit).astype(np.int32)
         np.clip(cols, 0, pano.shape[1] - 1, out=cols)
         np.clip(rows, 0, pano.shape[0] - 1, out=rows)
-        image = pano[rows[:, None], cols[None, :]]  # (n, n, 3)
+        image = pano.take(rows, axis=0).take(cols, axis=1)  # (n, n, 3)
         label = np.zeros((n, n), np.uint8)
         # 2. characters, back to front
         for track in sorted(tracks, key=lambda tr: -tr.z):
@@ -148,9 +151,7 @@ class WorldRenderer:
             top = int(round((cy + size / 2 - fy) * px - (1 + HEADROOM) * unit_px))
             self._paste(image, label, rgba, left, top, light, cast_index[track.character])
         # 3. average the supersampled image down; a pixel belongs to whoever covers most of it
-        small = image.reshape(n // ss, ss, n // ss, ss, 3).mean(axis=(1, 3))
-        rgb = np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8)
-        return rgb, _majority(label, ss)
+        return _to_uint8(_box_mean(image, ss)), _majority(label, ss)
 
     @staticmethod
     def _paste(image, label, rgba, left, top, light, value) -> None:
@@ -187,15 +188,26 @@ class WorldRenderer:
         return visible
 
 
+def _box_mean(image: np.ndarray, ss: int) -> np.ndarray:
+    """Average ss x ss blocks: (n*ss, n*ss, C) -> (n, n, C); sums of strided views are fast."""
+    total = sum(image[i::ss, j::ss] for i in range(ss) for j in range(ss))
+    return total * (1.0 / (ss * ss))
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
 def _majority(label: np.ndarray, ss: int) -> np.ndarray:
-    n = label.shape[0] // ss
+    """Each output pixel belongs to the character covering at least half of its block."""
     if ss == 1:
         return label.copy()
-    blocks = label.reshape(n, ss, n, ss).transpose(0, 2, 1, 3).reshape(n, n, ss * ss)
+    n = label.shape[0] // ss
     out = np.zeros((n, n), np.uint8)
-    for value in np.unique(label):
-        if value:
-            out[(blocks == value).sum(axis=-1) * 2 >= ss * ss] = value
+    for value in np.unique(label)[1:] if label.any() else ():
+        hits = label == value
+        count = sum(hits[i::ss, j::ss].astype(np.uint8) for i in range(ss) for j in range(ss))
+        out[count * 2 >= ss * ss] = value
     return out
 
 
@@ -209,8 +221,7 @@ def portrait(identity: Identity, resolution: int = 64, supersample: int = 2) -> 
     left = (n - rgba.shape[1]) // 2
     top = n - rgba.shape[0]
     WorldRenderer._paste(image, label, rgba, left, top, np.ones(3, np.float32), 1)
-    small = image.reshape(resolution, supersample, resolution, supersample, 3).mean(axis=(1, 3))
-    return np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8)
+    return _to_uint8(_box_mean(image, supersample))
 
 
 __all__ = ["ShotTruth", "TimeOfDay", "WorldConfig", "WorldRenderer", "place_of", "portrait"]

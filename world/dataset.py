@@ -1,0 +1,315 @@
+"""Storyworld datasets for the three things the built-in models learn, streamed in shards.
+
+| kind        | one item                                                              |
+| ----------- | --------------------------------------------------------------------- |
+| `keyframes` | a shot's first frame + its mask, the shot spec, the cast's identities  |
+| `clips`     | a shot's first `clip_frames` frames + masks, the shot spec, identities |
+| `movies`    | every keyframe of one screenplay in story order + the screenplay      |
+
+Items come from the offline writer's screenplays for random briefs in the storyworld's
+vocabulary, so the models see exactly the kind of screenplay the product writes. Item i of
+shard k depends only on (seed, kind, k, i): shards are built in parallel, a killed build
+resumes by keeping every shard whose checksum matches the manifest, and the same seed gives
+the same bytes.
+
+On disk: `manifest.json` (the spec, and per shard its files, item count and sha256), and per
+shard `shard-00000.npz` (arrays) + `shard-00000.json` (records).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reelsmith.atomic import write_bytes_atomic, write_text_atomic
+from reelsmith.errors import InputError
+from reelsmith.planner import vocabulary
+from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.writers.offline import NAMES, OfflineWriter
+from reelsmith.world.identity import cast_identities
+from reelsmith.world.render import WorldConfig, WorldRenderer
+
+KINDS = ("keyframes", "clips", "movies")
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What to build.
+
+    Attributes:
+        kind: keyframes | clips | movies.
+        count: Number of items.
+        seed: Everything random derives from it.
+        resolution: Frame size in pixels.
+        fps: Frames per second of clips.
+        clip_frames: Frames per clip.
+        shard_size: Items per shard (movies: movies per shard).
+        max_movie_shots: Longest movie; lengths are drawn from 4 to this.
+    """
+
+    kind: str
+    count: int
+    seed: int = 0
+    resolution: int = 64
+    fps: int = 8
+    clip_frames: int = 8
+    shard_size: int = 512
+    max_movie_shots: int = 120
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InputError(f"unknown dataset kind '{self.kind}'; use one of {', '.join(KINDS)}")
+        if self.count < 1:
+            raise InputError(f"count must be at least 1, got {self.count}")
+        if self.resolution not in (32, 64, 128, 256):
+            raise InputError(f"resolution must be 32, 64, 128 or 256, got {self.resolution}")
+
+    @property
+    def num_shards(self) -> int:
+        return -(-self.count // self.shard_size)
+
+
+def random_brief(rng: random.Random, shots: int) -> Brief:
+    """A brief naming 1-3 characters with random looks, a place and a time of day."""
+    names = rng.sample(NAMES, rng.randint(1, 3))
+    people = []
+    for name in names:
+        shape_nouns = vocabulary.SHAPES[rng.choice(list(vocabulary.SHAPES))]
+        looks = [rng.choice(list(vocabulary.COLOURS))]
+        pattern = rng.choice(list(vocabulary.PATTERNS))
+        if pattern != "plain":
+            looks.append(pattern)
+        accessory = rng.choice(list(vocabulary.ACCESSORIES))
+        wear = "" if accessory == "none" else f" with a {accessory}"
+        people.append(f"{name}, a {' '.join(looks)} {rng.choice(shape_nouns[1:])}{wear},")
+    place = rng.choice(list(vocabulary.LOCATIONS))
+    time = rng.choice(["by day", "at dusk", "at night"])
+    prompt = f"{' and '.join(people)} in the {place} {time}."
+    return Brief(prompt, shots=shots, seed=rng.randrange(2**31))
+
+
+def build(
+    spec: DatasetSpec,
+    out_dir: str | Path,
+    workers: int = 1,
+    on_shard: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Build (or finish building) the dataset in `out_dir`; returns the manifest.
+
+    Args:
+        spec: What to build.
+        out_dir: Folder; created if missing. A folder holding another spec is refused.
+        workers: Processes rendering shards in parallel.
+        on_shard: Called with (shards done, shards in all) after each shard, for progress.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = _load_or_start(out, spec)
+    done = {s["index"]: s for s in manifest["shards"] if _shard_ok(out, s)}
+    todo = [k for k in range(spec.num_shards) if k not in done]
+    if on_shard:
+        on_shard(len(done), spec.num_shards)
+    jobs = [(spec, k, str(out)) for k in todo]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            results = pool.map(_build_shard, jobs)
+            for entry in results:
+                done[entry["index"]] = entry
+                _save_manifest(out, spec, done)
+                if on_shard:
+                    on_shard(len(done), spec.num_shards)
+    else:
+        for job in jobs:
+            entry = _build_shard(job)
+            done[entry["index"]] = entry
+            _save_manifest(out, spec, done)
+            if on_shard:
+                on_shard(len(done), spec.num_shards)
+    return _save_manifest(out, spec, done)
+
+
+def read(out_dir: str | Path) -> Iterator[dict]:
+    """Every item of a built dataset, checking the manifest and each shard's checksum."""
+    out = Path(out_dir)
+    manifest = _read_manifest(out)
+    for entry in sorted(manifest["shards"], key=lambda s: s["index"]):
+        yield from load_shard(out, entry)
+
+
+def load_shard(out: Path, entry: dict) -> Iterator[dict]:
+    """The items of one shard; a corrupted file fails with an error naming it."""
+    arrays_path, records_path = out / entry["arrays"], out / entry["records"]
+    for path, digest in (
+        (arrays_path, entry["arrays_sha256"]),
+        (records_path, entry["records_sha256"]),
+    ):
+        if not path.is_file():
+            raise InputError(f"{path}: shard file missing")
+        if _sha256(path) != digest:
+            raise InputError(f"{path}: checksum mismatch, the shard is corrupted")
+    try:
+        with np.load(arrays_path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        records = json.loads(records_path.read_text("utf-8"))
+    except (OSError, ValueError, json.JSONDecodeError) as exc:
+        raise InputError(f"{arrays_path}: unreadable shard ({exc})") from None
+    offsets = arrays.pop("offsets")
+    for i, record in enumerate(records):
+        lo, hi = int(offsets[i]), int(offsets[i + 1])
+        item = {k: v[lo:hi] if record.get("sequence") else v[lo] for k, v in arrays.items()}
+        item["record"] = record
+        yield item
+
+
+# -- building one shard -----------------------------------------------------------------
+
+
+def _build_shard(job: tuple[DatasetSpec, int, str]) -> dict:
+    spec, k, out = job
+    first = k * spec.shard_size
+    n = min(spec.shard_size, spec.count - first)
+    frames_per_item = spec.clip_frames if spec.kind == "clips" else 1
+    renderer = WorldRenderer(
+        WorldConfig(
+            resolution=spec.resolution, fps=spec.fps, seed=spec.seed, max_frames=frames_per_item
+        )
+    )
+    images, masks, records, offsets = [], [], [], [0]
+    for i in range(first, first + n):
+        rng = random.Random(f"{spec.seed}/{spec.kind}/{i}")
+        if spec.kind == "movies":
+            shots = min(spec.max_movie_shots, 4 + int(rng.expovariate(1 / 24)))
+            screenplay = OfflineWriter().write(random_brief(rng, shots))
+            identities = cast_identities(screenplay.characters)
+            for truth in renderer.render(screenplay):
+                images.append(truth.frames[0])
+                masks.append(truth.masks[0])
+            records.append(
+                {
+                    "item": i,
+                    "sequence": True,
+                    "screenplay": screenplay.model_dump(mode="json"),
+                    "identities": {cid: ident.index for cid, ident in identities.items()},
+                }
+            )
+        else:
+            screenplay = OfflineWriter().write(random_brief(rng, rng.randint(2, 6)))
+            identities = cast_identities(screenplay.characters)
+            scenes_shots = list(screenplay.shots())
+            scene, shot = scenes_shots[rng.randrange(len(scenes_shots))]
+            truth = renderer.render_shot(screenplay, scene, shot, identities)
+            frames, shot_masks = truth.frames, truth.masks
+            if spec.kind == "clips" and len(frames) < spec.clip_frames:  # hold the last frame
+                pad = spec.clip_frames - len(frames)
+                frames = np.concatenate([frames, np.repeat(frames[-1:], pad, 0)])
+                shot_masks = np.concatenate([shot_masks, np.repeat(shot_masks[-1:], pad, 0)])
+            images.extend(frames)
+            masks.extend(shot_masks)
+            records.append(
+                {
+                    "item": i,
+                    "sequence": spec.kind == "clips",
+                    "scene": {"location": truth.labels["location"], "time": scene.time.value},
+                    "shot": shot.model_dump(mode="json"),
+                    "cast": {
+                        c.id: c.model_dump(mode="json")
+                        for c in screenplay.characters
+                        if c.id in shot.characters
+                    },
+                    "identities": {cid: identities[cid].index for cid in shot.characters},
+                    "labels": truth.labels
+                    if spec.kind == "clips"
+                    else {**truth.labels, "frames": truth.labels["frames"][:1]},
+                }
+            )
+        offsets.append(len(images))
+    buffer = io.BytesIO()
+    np.savez(
+        buffer,
+        images=np.stack(images),
+        masks=np.stack(masks),
+        offsets=np.asarray(offsets, np.int64),
+    )
+    name = f"shard-{k:05d}"
+    arrays = write_bytes_atomic(Path(out) / f"{name}.npz", buffer.getvalue())
+    recs = write_text_atomic(Path(out) / f"{name}.json", json.dumps(records))
+    return {
+        "index": k,
+        "count": n,
+        "frames": len(images),
+        "arrays": arrays.name,
+        "arrays_sha256": _sha256(arrays),
+        "records": recs.name,
+        "records_sha256": _sha256(recs),
+    }
+
+
+# -- manifest ---------------------------------------------------------------------------
+
+
+def _load_or_start(out: Path, spec: DatasetSpec) -> dict:
+    if not (out / MANIFEST).exists():
+        return _save_manifest(out, spec, {})
+    manifest = _read_manifest(out)
+    if manifest["spec"] != asdict(spec):
+        raise InputError(
+            f"{out / MANIFEST}: this folder holds a different dataset "
+            f"({manifest['spec']['kind']}, count {manifest['spec']['count']}, "
+            f"seed {manifest['spec']['seed']}); use another folder"
+        )
+    return manifest
+
+
+def _read_manifest(out: Path) -> dict:
+    path = out / MANIFEST
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+        assert manifest["format"] == FORMAT_VERSION
+        assert isinstance(manifest["shards"], list) and isinstance(manifest["spec"], dict)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no manifest; is this a dataset folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError):
+        raise InputError(f"{path}: corrupted or unknown manifest") from None
+    return manifest
+
+
+def _save_manifest(out: Path, spec: DatasetSpec, done: dict[int, dict]) -> dict:
+    shards = [done[k] for k in sorted(done)]
+    manifest = {
+        "format": FORMAT_VERSION,
+        "spec": asdict(spec),
+        "complete": len(shards) == spec.num_shards,
+        "items": sum(s["count"] for s in shards),
+        "frames": sum(s["frames"] for s in shards),
+        "shards": shards,
+    }
+    write_text_atomic(out / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _shard_ok(out: Path, entry: dict) -> bool:
+    try:
+        return (
+            _sha256(out / entry["arrays"]) == entry["arrays_sha256"]
+            and _sha256(out / entry["records"]) == entry["records_sha256"]
+        )
+    except (OSError, KeyError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
