@@ -27,6 +27,12 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False)
 
 
+def _register_subcommands() -> None:
+    from reelsmith.world.cli import app as world_app
+
+    app.add_typer(world_app, name="world")
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"reelsmith {__version__}")
@@ -150,6 +156,7 @@ def schema(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `reelsmith` console script."""
+    _register_subcommands()
     try:
         code = app(args=argv, prog_name="reelsmith", standalone_mode=False)
     except ReelsmithError as exc:

@@ -41,15 +41,21 @@ def test_script_prints_valid_json_and_is_deterministic():
     assert first.returncode == 0, first.stderr
     screenplay = Screenplay.from_json(first.stdout)
     assert screenplay.num_shots == 6
-    assert run("script", "Mira and Bo cross the snowfield", "--seed", "7", "--shots", "6").stdout \
+    assert (
+        run("script", "Mira and Bo cross the snowfield", "--seed", "7", "--shots", "6").stdout
         == first.stdout
+    )
     assert "6 shots" in first.stderr
 
 
 @pytest.mark.parametrize(
     ("name", "fmt"),
-    [("movie.json", "json"), ("movie.yaml", "yaml"), ("movie.fountain", "fountain"),
-     ("shots.csv", "csv")],
+    [
+        ("movie.json", "json"),
+        ("movie.yaml", "yaml"),
+        ("movie.fountain", "fountain"),
+        ("shots.csv", "csv"),
+    ],
 )
 def test_output_format_follows_extension_and_imports_back(tmp_path, name, fmt):
     out = tmp_path / name
@@ -141,8 +147,17 @@ def test_unreachable_server_is_clear_and_fast():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     result = run(
-        "script", "a fox", "--writer", "openai", "--base-url", f"http://127.0.0.1:{port}/v1",
-        "--model", "m", "--timeout", "5", timeout=60,
+        "script",
+        "a fox",
+        "--writer",
+        "openai",
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--model",
+        "m",
+        "--timeout",
+        "5",
+        timeout=60,
     )
     assert_clean_failure(result, f"127.0.0.1:{port}")
 

@@ -105,8 +105,13 @@ def test_variety_of_sizes_moves_actions_and_dialogue():
 
 @pytest.mark.parametrize(
     ("options", "scenes", "shots"),
-    [({"scenes": 3}, 3, 12), ({"shots": 7}, 2, 7), ({"scenes": 5, "shots": 5}, 5, 5),
-     ({"shots": 1}, 1, 1), ({"shots": 250}, 62, 250)],
+    [
+        ({"scenes": 3}, 3, 12),
+        ({"shots": 7}, 2, 7),
+        ({"scenes": 5, "shots": 5}, 5, 5),
+        ({"shots": 1}, 1, 1),
+        ({"shots": 250}, 62, 250),
+    ],
 )
 def test_scene_and_shot_counts(options, scenes, shots):
     screenplay = write("a picnic on the beach", **options)
@@ -123,9 +128,11 @@ def test_target_duration():
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"duration": 600, "shots": 3}, "needs 200.00 s shots"),
-     ({"scenes": 4, "shots": 2}, "2 shots cannot fill 4 scenes"),
-     ({"scenes": 0}, "scenes must be between 1 and 200")],
+    [
+        ({"duration": 600, "shots": 3}, "needs 200.00 s shots"),
+        ({"scenes": 4, "shots": 2}, "2 shots cannot fill 4 scenes"),
+        ({"scenes": 0}, "scenes must be between 1 and 200"),
+    ],
 )
 def test_impossible_options_are_clear(options, message):
     with pytest.raises(InputError, match=message):

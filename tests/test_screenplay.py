@@ -39,9 +39,7 @@ def make(**changes) -> dict:
                         "camera": "pan-left",
                         "characters": ["mira", "bo"],
                         "action": "Mira approaches Bo.",
-                        "blocking": [
-                            {"character": "mira", "action": "approach", "target": "bo"}
-                        ],
+                        "blocking": [{"character": "mira", "action": "approach", "target": "bo"}],
                         "dialogue": [{"speaker": "mira", "line": "Bo! Wait!"}],
                     }
                 ],
