@@ -6,6 +6,7 @@ and exit code 2, with no traceback; nothing is written unless the command succee
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -157,6 +158,8 @@ def schema(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `reelsmith` console script."""
     _register_subcommands()
+    logging.basicConfig(level=logging.WARNING, format="reelsmith: %(levelname)s: %(message)s")
+    logging.addLevelName(logging.WARNING, "warning")
     try:
         code = app(args=argv, prog_name="reelsmith", standalone_mode=False)
     except ReelsmithError as exc:

@@ -24,10 +24,17 @@ def run(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.
     )
 
 
-def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> None:
-    """Exit code 2, one line on stderr naming the problem, no traceback."""
+def assert_clean_failure(
+    result: subprocess.CompletedProcess, *needles: str, warnings: bool = False
+) -> None:
+    """Exit code 2, one line on stderr naming the problem, no traceback.
+
+    With `warnings`, lines starting 'reelsmith: warning:' may come before it.
+    """
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
+    if warnings:
+        lines = [line for line in lines if not line.startswith("reelsmith: warning: ")]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("reelsmith: error: ")
     assert "Traceback" not in result.stderr
@@ -171,3 +178,89 @@ def test_failure_keeps_an_existing_output_untouched(tmp_path):
     assert run("script", "--from", str(bad), "-o", str(out)).returncode == 2
     assert out.read_text() == "precious"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "keep.json"]
+
+
+def test_model_that_never_writes_a_valid_screenplay(tmp_path):
+    from reelsmith.tests.llm_fixtures import ChatServer, Script
+
+    out = tmp_path / "s.json"
+    with ChatServer(Script(["not json at all"] * 2)).running() as server:
+        result = run(
+            "script",
+            "a fox",
+            "--writer",
+            "openai",
+            "--base-url",
+            server.base_url,
+            "--model",
+            "tiny",
+            "--attempts",
+            "2",
+            "-o",
+            str(out),
+        )
+    assert_clean_failure(
+        result, "no valid screenplay in 2 attempt(s)", "not valid JSON", warnings=True
+    )
+    assert not out.exists()
+
+
+def test_openai_writer_through_the_cli_keeps_the_key_secret(tmp_path):
+    from reelsmith.tests.llm_fixtures import ChatServer, Script
+
+    valid = run("script", "Ada and Kit", "--shots", "2").stdout
+    out = tmp_path / "s.yaml"
+    secret = "sk-very-secret-123"
+    env_run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reelsmith",
+            "script",
+            "Ada and Kit",
+            "--writer",
+            "openai",
+            "--model",
+            "tiny",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={
+            **__import__("os").environ,
+            "OPENAI_API_KEY": secret,
+            "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
+        },
+    )
+    assert env_run.returncode == 2 and secret not in env_run.stderr
+    with ChatServer(Script([valid]), api_key=secret).running() as server:
+        env = {**__import__("os").environ, "OPENAI_API_KEY": secret}
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reelsmith",
+                "script",
+                "Ada and Kit",
+                "--writer",
+                "openai",
+                "--base-url",
+                server.base_url,
+                "--model",
+                "tiny",
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        assert server.received and server.received[0]["model"] == "tiny"
+    assert result.returncode == 0, result.stderr
+    assert Screenplay.from_yaml(out.read_text()) == Screenplay.from_json(valid)
+    assert secret not in result.stderr + result.stdout + out.read_text()
