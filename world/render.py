@@ -23,10 +23,10 @@ import numpy as np
 
 from reelsmith.planner import vocabulary
 from reelsmith.planner.screenplay import Scene, Screenplay, Shot, TimeOfDay
-from reelsmith.world.figures import HEADROOM, SPRITE_WIDTH, Pose, sprite
+from reelsmith.world.figures import HEADROOM, SPRITE_WIDTH, Pose, figure_height, sprite
 from reelsmith.world.identity import Identity, cast_identities
 from reelsmith.world.scenery import HEIGHT, PANORAMA_HALF_WIDTH, light_for, panorama
-from reelsmith.world.staging import VIEW, Track, View, stage
+from reelsmith.world.staging import VIEW, ZOOM, Track, View, stage
 
 log = logging.getLogger(__name__)
 LOCATIONS = tuple(vocabulary.LOCATIONS)
@@ -80,7 +80,7 @@ class WorldRenderer:
         # the panorama has one pixel per output pixel in the tightest view (a zoomed-in
         # close-up); the supersampled frame samples it more finely, which keeps the
         # background soft in close-ups, the way a lens would
-        tightest = VIEW[min(VIEW, key=VIEW.get)] * 0.65
+        tightest = VIEW[min(VIEW, key=VIEW.get)] * (1 - ZOOM)
         self.px_per_unit = int(math.ceil(self.config.resolution / tightest))
 
     def render(self, screenplay: Screenplay) -> Iterator[ShotTruth]:
@@ -103,7 +103,8 @@ class WorldRenderer:
             num_frames = min(num_frames, cfg.max_frames)
         rng = random.Random(f"{cfg.seed}/{screenplay.title}/{shot.id}")
         location = place_of(scene.location)
-        tracks, view = stage(shot, num_frames, rng)
+        heights = {cid: figure_height(identities[cid]) for cid in shot.characters}
+        tracks, view = stage(shot, num_frames, rng, heights)
         pano = panorama(location, scene.time, cfg.seed, self.px_per_unit)
         light = np.asarray(light_for(location, scene.time), np.float32)
 

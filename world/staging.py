@@ -19,7 +19,8 @@ from reelsmith.planner.screenplay import TARGETED_ACTIONS, Action, CameraMove, S
 from reelsmith.world.figures import Pose
 from reelsmith.world.scenery import HEIGHT, PANORAMA_HALF_WIDTH
 
-VIEW = {ShotSize.wide: 1.0, ShotSize.medium: 0.62, ShotSize.close_up: 0.38}  # view height
+VIEW = {ShotSize.wide: 1.0, ShotSize.medium: 0.66, ShotSize.close_up: 0.46}  # view height
+ZOOM = 0.25  # a zoom changes the view's size by this fraction over the shot
 FIGURE_SCALE = 0.42  # a tall figure at the front is this tall, in world units
 GROUND_FRONT, GROUND_BACK = 0.04, 0.2  # feet height at depth 0 and at depth 1
 DEPTH_SHRINK = 0.3  # a figure at the back is this much smaller
@@ -53,8 +54,14 @@ class View:
     size: np.ndarray  # (T,)
 
 
-def stage(shot: Shot, num_frames: int, rng: random.Random) -> tuple[list[Track], View]:
-    """Tracks for the shot's characters and the camera that frames them."""
+def stage(
+    shot: Shot, num_frames: int, rng: random.Random, heights: dict[str, float] | None = None
+) -> tuple[list[Track], View]:
+    """Tracks for the shot's characters and the camera that frames them.
+
+    `heights` gives each character's body height (1.0 for a tall figure), so that a
+    close-up frames a small figure as well as a tall one.
+    """
     u = np.linspace(0.0, 1.0, num_frames, dtype=np.float32)  # (T,)
     actions = {b.character: (b.action, b.target) for b in shot.blocking}
     ids = list(shot.characters)
@@ -80,7 +87,8 @@ def stage(shot: Shot, num_frames: int, rng: random.Random) -> tuple[list[Track],
             cid, action, starts[cid], depths[cid], u, rng, tracks.get(target), others
         )
     ordered = [tracks[cid] for cid in ids]
-    return ordered, _camera(shot, ordered, u, rng)
+    heights = {cid: (heights or {}).get(cid, 1.0) for cid in ids}
+    return ordered, _camera(shot, ordered, u, heights)
 
 
 def _track(cid, action, x0, z, u, rng, target: Track | None, others: list[float]) -> Track:
@@ -136,16 +144,20 @@ def _towards(x0: float, others: list[float]) -> int:
     return 1 if nearest > x0 else -1
 
 
-def _camera(shot: Shot, tracks: list[Track], u: np.ndarray, rng: random.Random) -> View:
+def _camera(shot: Shot, tracks: list[Track], u: np.ndarray, heights: dict[str, float]) -> View:
     size0 = VIEW[shot.size]
+
+    def middle(track: Track) -> float:  # world height of the middle of a figure's body
+        _, feet_y, scale = track.feet(0)
+        return feet_y + scale * heights[track.character] * 0.55
+
     if not tracks:
         cx0, body_y = 0.0, 0.3
     elif shot.size is ShotSize.close_up:
-        feet_x, feet_y, scale = tracks[0].feet(0)
-        cx0, body_y = feet_x, feet_y + scale * 0.55
+        cx0, body_y = float(tracks[0].x[0]), middle(tracks[0])
     else:
         cx0 = float(np.mean([t.x[0] for t in tracks]))
-        body_y = float(np.mean([t.feet(0)[1] + t.feet(0)[2] * 0.5 for t in tracks]))
+        body_y = float(np.mean([middle(t) for t in tracks]))
     n = len(u)
     size = np.full(n, size0, np.float32)
     cx = np.full(n, cx0, np.float32)
@@ -154,9 +166,9 @@ def _camera(shot: Shot, tracks: list[Track], u: np.ndarray, rng: random.Random) 
     elif shot.camera is CameraMove.pan_right:
         cx = cx0 + 0.3 * size0 * (u - 0.5)
     elif shot.camera is CameraMove.zoom_in:
-        size = size0 * (1.0 - 0.35 * u)
+        size = size0 * (1.0 - ZOOM * u)
     elif shot.camera is CameraMove.zoom_out:
-        size = size0 * (0.65 + 0.35 * u)
+        size = size0 * (1.0 - ZOOM + ZOOM * u)
     elif shot.camera is CameraMove.follow and tracks:
         cx = tracks[0].x.copy()
     half = size / 2
