@@ -43,6 +43,7 @@ def write_mp4(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".mp4", dir=path.parent)
+    os.fchmod(fd, 0o644)
     os.close(fd)
     try:
         with av.open(tmp, mode="w", format="mp4") as container:
