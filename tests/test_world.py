@@ -6,6 +6,8 @@ import logging
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reelsmith.planner.screenplay import Character, Screenplay, TimeOfDay
 from reelsmith.planner.writers.base import Brief
@@ -137,19 +139,31 @@ def test_occluded_characters_are_not_labelled():
             )
 
 
-def test_every_offline_screenplay_renders():
-    for seed, prompt in enumerate(
-        [
-            "two robots",
-            "a red fox in the snow",
-            "李小龙",
-            "!!!",
-            "Mira, a small mouse, and Bo in the space station",
-        ]
-    ):
-        shots = render(screenplay(prompt, seed=seed, shots=5), max_frames=2)
-        assert len(shots) == 5
-        assert all(s.frames.dtype == np.uint8 for s in shots)
+@settings(max_examples=40, deadline=None)
+@given(
+    prompt=st.one_of(
+        st.text(min_size=1, max_size=80).filter(lambda s: s.strip()),
+        st.sampled_from(
+            [
+                "two robots",
+                "a red fox in the snow",
+                "李小龙",
+                "!!!",
+                "Mira, a small mouse, and Bo in the space station",
+            ]
+        ),
+    ),
+    seed=st.integers(0, 2**31),
+    shots=st.integers(1, 12),
+)
+def test_every_offline_screenplay_renders(prompt, seed, shots):
+    sp = screenplay(prompt, seed=seed, shots=shots)
+    rendered = render(sp, max_frames=2)
+    assert len(rendered) == shots
+    for truth, (_, shot) in zip(rendered, sp.shots(), strict=True):
+        assert truth.frames.dtype == np.uint8 and truth.frames.shape[1:] == (64, 64, 3)
+        on_screen = {v["id"] for frame in truth.labels["frames"] for v in frame}
+        assert on_screen <= set(shot.characters)
 
 
 def test_unknown_location_falls_back_with_a_warning(caplog):
