@@ -1,6 +1,6 @@
 """Draw the pictures in the README: a storyworld contact sheet, a sample clip, a cast sheet.
 
-    python docs/make_images.py
+python docs/make_images.py
 """
 
 from __future__ import annotations
@@ -38,11 +38,18 @@ def main() -> None:
 
     screenplay = OfflineWriter().write(Brief(PROMPTS[0], shots=4, seed=2))
     save_png(cast_sheet(screenplay, 96), OUT / "cast.png")
-    clip = np.concatenate([s.frames for s in WorldRenderer(WorldConfig(resolution=128))
-                           .render(screenplay)])
+    clip = np.concatenate(
+        [s.frames for s in WorldRenderer(WorldConfig(resolution=128)).render(screenplay)]
+    )
     images = [Image.fromarray(f) for f in clip]
-    images[0].save(OUT / "clip.gif", save_all=True, append_images=images[1:],
-                   duration=125, loop=0, optimize=True)
+    images[0].save(
+        OUT / "clip.gif",
+        save_all=True,
+        append_images=images[1:],
+        duration=125,
+        loop=0,
+        optimize=True,
+    )
     print(f"wrote {OUT}: storyworld.png, cast.png, clip.gif ({len(images)} frames)")
 
 

@@ -116,7 +116,9 @@ class DialogueLine(_Model):
     speaker: Id = Field(description="Id of the speaking character.")
     line: str = Field(min_length=1, max_length=2000)
     parenthetical: str = Field(default="", max_length=200, description="e.g. 'whispering'.")
-    extension: str = Field(default="", max_length=20, description="e.g. 'V.O.', 'O.S.'.")
+    extension: str = Field(
+        default="", max_length=40, description="e.g. 'V.O.', 'O.S.', 'ON THE PHONE'."
+    )
 
 
 class Blocking(_Model):
