@@ -314,7 +314,6 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
     torch.manual_seed(0)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
     started = time.time()
@@ -330,6 +329,8 @@ def main() -> None:
     build(train_spec, args.data / "train", workers=args.workers)
     build(held_spec, args.data / "held", workers=args.workers)
     train, held = load_clips(args.data / "train"), load_clips(args.data / "held")
+    # CUDA only after the worker processes are done: forking a CUDA process is unsafe
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     log(f"data: {len(train['frames'])} train clips, {len(held['frames'])} held-out clips")
     steps = max(20, int(3000 * args.scale))
     models = {
