@@ -222,7 +222,11 @@ def save_judge(model: nn.Module, name: str, folder: Path = WEIGHTS) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.safetensors"
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # half precision halves the files; the judges' numbers don't move (float32 at load)
+    state = {
+        k: (v.half() if v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     save_file(state, str(path), metadata={"judge": name})
     return path
 
@@ -237,5 +241,6 @@ def load_judge(name: str, folder: Path = WEIGHTS) -> nn.Module:
     if not path.is_file():
         raise InputError(f"{path}: the {name} judge's weights are missing")
     model = JUDGES[name]()
-    model.load_state_dict(load_file(str(path)))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+    model.load_state_dict(state)
     return model.eval()

@@ -2,8 +2,9 @@
 
     python -m reelsmith.evaluation.train_judges --out evaluation/weights --data /tmp/judge-data
 
-Builds a clips dataset (train seed) and a held-out one (another seed), trains the frame
-judge, the identity embedder and the clip encoder, reports held-out numbers, and writes
+Builds storyworld clip datasets (frames across whole shots at 4 fps, motion at 8 fps; train
+and held-out seeds), trains the frame judge, the identity embedder and the clip encoder,
+reports held-out numbers, and writes
 `frame.safetensors`, `identity.safetensors`, `clip.safetensors` and `train_log.json` to --out.
 Runs on a GPU in minutes; on a CPU too, slowly (use --scale 0.05 for a smoke run).
 """
@@ -250,7 +251,7 @@ def train_clip(data, steps, device, log, clip_len: int = 8) -> ClipEncoder:
 
 
 @torch.no_grad()
-def evaluate(models, data, device) -> dict:
+def evaluate(models, data, clip_data, device) -> dict:
     from reelsmith.evaluation.judges import judge_frames
 
     frame_model = models["frame"].to(device)
@@ -295,11 +296,14 @@ def evaluate(models, data, device) -> dict:
     out["identity_embedder_accuracy"] = float((predicted == objects[:, 10].long()).float().mean())
     # clip encoder: its training head on held-out clips
     encoder = models["clip"].to(device)
-    clips = to_input(frames[:512, :8].to(device))
-    heads = encoder.head(encoder(clips)).float().cpu().split(
-        [len(LOCATIONS), len(TIMES), len(SIZES), len(CAMERAS), len(ACTIONS)], dim=1
+    clips = to_input(torch.from_numpy(clip_data["frames"][:512, :8]).to(device))
+    heads = (
+        encoder.head(encoder(clips))
+        .float()
+        .cpu()
+        .split([len(LOCATIONS), len(TIMES), len(SIZES), len(CAMERAS), len(ACTIONS)], dim=1)
     )
-    truth = torch.from_numpy(data["scene"][:512])
+    truth = torch.from_numpy(clip_data["scene"][:512])
     for k, name in enumerate(("location", "time", "size", "camera", "action")):
         out[f"clip_{name}_accuracy"] = float((heads[k].argmax(1) == truth[:, k]).float().mean())
     return out
@@ -324,21 +328,30 @@ def main() -> None:
         lines.append(line)
 
     count = max(64, int(args.clips * args.scale))
-    train_spec = DatasetSpec("clips", count, seed=1, clip_frames=16, shard_size=500)
-    held_spec = DatasetSpec("clips", max(32, count // 10), seed=2, clip_frames=16, shard_size=500)
-    build(train_spec, args.data / "train", workers=args.workers)
-    build(held_spec, args.data / "held", workers=args.workers)
-    train, held = load_clips(args.data / "train"), load_clips(args.data / "held")
+    # frames at 4 fps cover whole shots (zoom ends, exits) for the frame and identity judges;
+    # clips at the native 8 fps teach the clip encoder motion at the speed it will see
+    specs = {
+        name: DatasetSpec("clips", n, seed=seed, fps=fps, clip_frames=16, shard_size=500)
+        for name, n, seed, fps in (
+            ("frames-train", count, 1, 4),
+            ("frames-held", max(32, count // 10), 2, 4),
+            ("clips-train", count, 3, 8),
+            ("clips-held", max(32, count // 10), 4, 8),
+        )
+    }
+    for name, spec in specs.items():
+        build(spec, args.data / name, workers=args.workers)
+    data = {name: load_clips(args.data / name) for name in specs}
+    log(f"data: {len(data['frames-train']['frames'])} clips of frames and of motion each")
     # CUDA only after the worker processes are done: forking a CUDA process is unsafe
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    log(f"data: {len(train['frames'])} train clips, {len(held['frames'])} held-out clips")
     steps = max(20, int(3000 * args.scale))
     models = {
-        "frame": train_frame_judge(train, steps, device, log),
-        "identity": train_identity(train, steps, device, log),
-        "clip": train_clip(train, steps, device, log),
+        "frame": train_frame_judge(data["frames-train"], steps, device, log),
+        "identity": train_identity(data["frames-train"], steps, device, log),
+        "clip": train_clip(data["clips-train"], steps, device, log),
     }
-    numbers = evaluate(models, held, device)
+    numbers = evaluate(models, data["frames-held"], data["clips-held"], device)
     log(f"held-out: {json.dumps(numbers)}")
     for name, model in models.items():
         save_judge(model.cpu(), name, args.out)

@@ -9,6 +9,10 @@ A render folder holds:
 | `truth/<shot>.npz`       | exact frames (T, H, W, 3) and instance masks (T, H, W), uint8 |
 | `truth/<shot>.json`      | the shot's labels (see `world.render`)                        |
 | `truth.mp4`              | the whole movie, enlarged for viewing                         |
+| `characters/<id>.png`    | each character's reference portrait                           |
+
+`screenplay.json`, `shots/<shot>.mp4` and `characters/<id>.png` are the run-directory layout
+that `reelsmith eval run` scores; a movie run writes the same.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ def write_truth(
     renderer = WorldRenderer(config)
     cfg = renderer.config
     write_text_atomic(out / "screenplay.json", screenplay.to_json())
+    identities = cast_identities(screenplay.characters)
+    for character in screenplay.characters:
+        image = Image.fromarray(portrait(identities[character.id], cfg.resolution))
+        save_png(image, out / "characters" / f"{character.id}.png")
     movie = []
     for truth in renderer.render(screenplay):
         buffer = io.BytesIO()

@@ -65,7 +65,8 @@ def stage(
     u = np.linspace(0.0, 1.0, num_frames, dtype=np.float32)  # (T,)
     actions = {b.character: (b.action, b.target) for b in shot.blocking}
     ids = list(shot.characters)
-    spacing = 0.32
+    # close-ups keep the characters close together, so that every one of them is in view
+    spacing = 0.17 if shot.size is ShotSize.close_up else 0.32
     starts = {
         cid: (i - (len(ids) - 1) / 2) * spacing + rng.uniform(-0.05, 0.05)
         for i, cid in enumerate(ids)
@@ -120,6 +121,13 @@ def _track(cid, action, x0, z, u, rng, target: Track | None, others: list[float]
     elif action is Action.talk:
         mouth = [(k // 2) % 2 == 0 for k in range(n)]
         facing = _towards(x0, others)
+    elif action is Action.idle:  # breathing, and a glance around now and then
+        k = np.arange(n, dtype=np.float32)
+        lift = 0.02 * (0.5 - 0.5 * np.cos(2 * math.pi * k / 10))
+        start = rng.choice([-1, 0, 1])
+        glances = [[start, 0, -start or 1, 0][(i // 6) % 4] for i in range(n)]
+        poses = [Pose(facing=f) for f in glances]
+        return Track(cid, action, np.asarray(x, np.float32), z, lift.astype(np.float32), poses)
     elif action is Action.turn:
         first = rng.choice([-1, 1])
         facings = [first if k < n / 2 else -first for k in range(n)]
@@ -154,7 +162,8 @@ def _camera(shot: Shot, tracks: list[Track], u: np.ndarray, heights: dict[str, f
     if not tracks:
         cx0, body_y = 0.0, 0.3
     elif shot.size is ShotSize.close_up:
-        cx0, body_y = float(tracks[0].x[0]), middle(tracks[0])
+        cx0 = float(np.mean([t.x[0] for t in tracks]))
+        body_y = max(middle(t) for t in tracks)
     else:
         cx0 = float(np.mean([t.x[0] for t in tracks]))
         body_y = float(np.mean([middle(t) for t in tracks]))
