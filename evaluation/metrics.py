@@ -40,6 +40,7 @@ with detection threshold 0.4; a character's expected identity is its storyworld 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
 
@@ -85,8 +86,10 @@ class Judges:
     clip: ClipEncoder
 
     @classmethod
-    def load(cls) -> Judges:
-        return cls(load_judge("frame"), load_judge("identity"), load_judge("clip"))
+    def load(cls, folder: str | None = None) -> Judges:
+        """The shipped judges, or those in `folder`."""
+        where = {} if folder is None else {"folder": Path(folder)}
+        return cls(*(load_judge(name, **where) for name in ("frame", "identity", "clip")))
 
 
 @dataclass

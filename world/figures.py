@@ -59,7 +59,7 @@ def sprite(identity: Identity, pose: Pose, px_per_unit: int) -> np.ndarray:
     backpack = identity.accessory == "backpack"
     if backpack:  # behind the body, on the side facing away
         side = -pose.facing if pose.facing else 1
-        _backpack(c, side * w * 0.9, h, w)
+        _backpack(c, side * (w + 0.06), h, w)  # sticks out beside every body shape
     _arm(c, identity, pose, h, w, colour)
     _body(c, identity.shape, h, w, 0.035, (*OUTLINE, 1.0))
     _body(c, identity.shape, h, w, 0.0, colour)
@@ -107,14 +107,14 @@ def _pattern(c: Canvas, identity: Identity, h: float, w: float, body) -> None:
     if identity.pattern == "striped":
 
         def stripes(x, y):
-            return inside(x, y) & ((y / h * 6) % 1.0 < 0.42) & (y < h * 0.6)
+            return inside(x, y) & ((y / h * 6) % 1.0 < 0.42) & (y < h * 0.72)
 
         c.fill(stripes, (-w, w, 0, h), mark)
     else:  # spotted
 
         def spots(x, y):
             u, v = (x / (w * 0.55)) % 1.0 - 0.5, (y / (h * 0.2)) % 1.0 - 0.5
-            return inside(x, y) & (u * u + v * v < 0.13) & (y < h * 0.6)
+            return inside(x, y) & (u * u + v * v < 0.13) & (y < h * 0.72)
 
         c.fill(spots, (-w, w, 0, h), mark)
 
@@ -177,7 +177,11 @@ def _backpack(c: Canvas, x: float, h: float, w: float) -> None:
 
 def _accessory(c: Canvas, accessory: str, h: float, w: float, pose: Pose) -> None:
     top = h
-    if accessory == "hat":
+    if accessory == "backpack":  # straps across the front, so it shows from any side
+        for x in (-w * 0.45, w * 0.45):
+            c.rect(x - 0.035, h * 0.22, x + 0.035, h * 0.62, (*OUTLINE, 1.0))
+            c.rect(x - 0.02, h * 0.23, x + 0.02, h * 0.61, (*ACCESSORY_COLOURS["backpack"], 1.0))
+    elif accessory == "hat":
         colour = (*ACCESSORY_COLOURS["hat"], 1.0)
         c.rect(-0.24, top - 0.03, 0.24, top + 0.02, colour)  # brim
         c.rect(-0.14, top, 0.14, top + 0.2, colour)
