@@ -40,9 +40,9 @@ with detection threshold 0.4; a character's expected identity is its storyworld 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
