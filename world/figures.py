@@ -129,27 +129,22 @@ def _face(c: Canvas, identity: Identity, pose: Pose, h: float, w: float) -> None
     eye_y = h * (0.8 if identity.shape == "tall" else 0.68)
     r = 0.055 if identity.shape != "small" else 0.06
     look = 0.35 * w * pose.facing
+    if identity.accessory == "glasses":
+        dark_body = sum(RGB[identity.colour]) < 0.4 * 3 * 255
+        frame = (*(rgb(235, 235, 235) if dark_body else ACCESSORY_COLOURS["glasses"]), 1.0)
+        c.rect(-w * 1.08, eye_y - 0.03, w * 1.08, eye_y + 0.03, frame)
     for side in (-1, 1):
         ex = side * w * 0.38 + look
         c.ellipse(ex, eye_y, r, r * 1.15, (*EYE_WHITE, 1.0))
         c.ellipse(ex + 0.025 * pose.facing, eye_y, r * 0.5, r * 0.6, (*PUPIL, 1.0))
-    if identity.accessory == "glasses":
-        dark_body = sum(RGB[identity.colour]) < 0.4 * 3 * 255
-        frame = (*(rgb(235, 235, 235) if dark_body else ACCESSORY_COLOURS["glasses"]), 1.0)
+    if identity.accessory == "glasses":  # thick rims on a band: readable from afar
         for side in (-1, 1):
             ex = side * w * 0.38 + look
             c.fill(
-                lambda x, y, ex=ex: np.abs(np.hypot(x - ex, y - eye_y) - r * 1.45) < 0.018,
-                (ex - r * 1.7, ex + r * 1.7, eye_y - r * 1.7, eye_y + r * 1.7),
+                lambda x, y, ex=ex: np.abs(np.hypot(x - ex, y - eye_y) - r * 1.55) < 0.032,
+                (ex - r * 2.2, ex + r * 2.2, eye_y - r * 2.2, eye_y + r * 2.2),
                 frame,
             )
-        c.rect(
-            -w * 0.38 + look + r,
-            eye_y - 0.01,
-            w * 0.38 + look - r,
-            eye_y + 0.01,
-            frame,
-        )
     mouth_y = eye_y - 0.16 * h
     height = 0.05 if pose.mouth else 0.012
     c.ellipse(look * 0.8, mouth_y, 0.06, height, (*PUPIL, 1.0))
