@@ -113,7 +113,10 @@ def _pattern(c: Canvas, identity: Identity, h: float, w: float, body) -> None:
     else:  # spotted
 
         def spots(x, y):
-            u, v = (x / (w * 0.55)) % 1.0 - 0.5, (y / (h * 0.2)) % 1.0 - 0.5
+            row = np.floor(y / (h * 0.2))
+            # alternate rows are offset by half a spot, so spots never line up like straps
+            u = (x / (w * 0.55) + 0.5 * (row % 2)) % 1.0 - 0.5
+            v = (y / (h * 0.2)) % 1.0 - 0.5
             return inside(x, y) & (u * u + v * v < 0.13) & (y < h * 0.72)
 
         c.fill(spots, (-w, w, 0, h), mark)
