@@ -71,7 +71,7 @@ COLOURS: dict[str, tuple[str, ...]] = {
 }
 
 ACCESSORIES: dict[str, tuple[str, ...]] = {
-    "none": (),
+    "none": ("bareheaded", "bare headed", "unadorned"),
     "hat": ("hat", "cap", "top hat", "beret"),
     "scarf": ("scarf", "shawl"),
     "glasses": ("glasses", "spectacles", "goggles", "monocle"),

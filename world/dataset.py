@@ -33,7 +33,7 @@ from reelsmith.atomic import write_bytes_atomic, write_text_atomic
 from reelsmith.errors import InputError
 from reelsmith.planner import vocabulary
 from reelsmith.planner.writers.base import Brief
-from reelsmith.planner.writers.offline import NAMES, OfflineWriter
+from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.world.identity import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer
 
@@ -79,19 +79,33 @@ class DatasetSpec:
         return -(-self.count // self.shard_size)
 
 
+SYLLABLES = ("ka", "ri", "mo", "lu", "pe", "sa", "to", "vi", "na", "zo", "be", "qui", "dra", "fen")
+
+
+def random_name(rng: random.Random) -> str:
+    """A made-up name: trained judges must not tie looks to a short list of names."""
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+
+
 def random_brief(rng: random.Random, shots: int) -> Brief:
-    """A brief naming 1-3 characters with random looks, a place and a time of day."""
-    names = rng.sample(NAMES, rng.randint(1, 3))
+    """A brief naming 1-3 characters, every look spelled out, a place and a time of day."""
+    names: list[str] = []
+    while len(names) < rng.randint(1, 3):
+        name = random_name(rng)
+        if name not in names:
+            names.append(name)
     people = []
     for name in names:
         shape_nouns = vocabulary.SHAPES[rng.choice(list(vocabulary.SHAPES))]
-        looks = [rng.choice(list(vocabulary.COLOURS))]
+        colour = rng.choice(list(vocabulary.COLOURS))
         pattern = rng.choice(list(vocabulary.PATTERNS))
-        if pattern != "plain":
-            looks.append(pattern)
         accessory = rng.choice(list(vocabulary.ACCESSORIES))
-        wear = "" if accessory == "none" else f" with a {accessory}"
-        people.append(f"{name}, a {' '.join(looks)} {rng.choice(shape_nouns[1:])}{wear},")
+        looks = f"{pattern} {colour}"
+        if accessory == "none":
+            looks, wear = f"bareheaded {looks}", ""
+        else:
+            wear = " with glasses" if accessory == "glasses" else f" with a {accessory}"
+        people.append(f"{name}, a {looks} {rng.choice(shape_nouns[1:])}{wear},")
     place = rng.choice(list(vocabulary.LOCATIONS))
     time = rng.choice(["by day", "at dusk", "at night"])
     prompt = f"{' and '.join(people)} in the {place} {time}."
