@@ -26,6 +26,7 @@ GROUND_FRONT, GROUND_BACK = 0.04, 0.2  # feet height at depth 0 and at depth 1
 DEPTH_SHRINK = 0.3  # a figure at the back is this much smaller
 SPEED = {Action.walk_left: 0.45, Action.walk_right: 0.45, Action.run: 0.9, Action.leave: 0.8}
 X_LIMIT = PANORAMA_HALF_WIDTH - 0.2
+HAT_ROOM = 0.22  # a hat or crown rises this far above a body of height 1
 
 
 @dataclass
@@ -159,6 +160,10 @@ def _camera(shot: Shot, tracks: list[Track], u: np.ndarray, heights: dict[str, f
         _, feet_y, scale = track.feet(0)
         return feet_y + scale * heights[track.character] * 0.55
 
+    def top(track: Track) -> float:  # world height of the top of its hat or crown
+        _, feet_y, scale = track.feet(0)
+        return feet_y + scale * (heights[track.character] + HAT_ROOM)
+
     if not tracks:
         cx0, body_y = 0.0, 0.3
     elif shot.size is ShotSize.close_up:
@@ -182,5 +187,9 @@ def _camera(shot: Shot, tracks: list[Track], u: np.ndarray, heights: dict[str, f
         cx = tracks[0].x.copy()
     half = size / 2
     cx = np.clip(cx, -PANORAMA_HALF_WIDTH + half, PANORAMA_HALF_WIDTH - half)
-    cy = np.clip(np.full(n, body_y, np.float32), half, HEIGHT - half)
+    cy = np.full(n, body_y, np.float32)
+    if tracks:  # tight views keep heads and hats in frame and give up feet instead
+        highest = max(top(t) for t in tracks)
+        cy = np.maximum(cy, highest + 0.03 - half)
+    cy = np.clip(cy, half, HEIGHT - half)
     return View(cx.astype(np.float32), cy.astype(np.float32), size.astype(np.float32))
