@@ -125,6 +125,12 @@ def dense_targets(objects: torch.Tensor, slots: torch.Tensor, batch: int) -> dic
     }
 
 
+def cosine_lr(opt: torch.optim.Optimizer, peak: float, step: int, steps: int) -> None:
+    """Set the learning rate on a cosine decay from `peak` to 0 over `steps`."""
+    for group in opt.param_groups:
+        group["lr"] = peak * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
 def focal_loss(logits, target, ignore) -> torch.Tensor:
     p = logits.sigmoid().clamp(1e-4, 1 - 1e-4)
     pos = target.eq(1.0)
@@ -161,8 +167,7 @@ def train_frame_judge(data, steps, device, log, batch: int = 256) -> FrameJudge:
     objects = torch.from_numpy(objects_np).to(device)
     rng = np.random.default_rng(0)
     for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+        cosine_lr(opt, 2e-3, step, steps)
         frame_ids = rng.integers(0, n * t, batch)
         rows, slots = objects_of(objects_np, starts, frame_ids)
         ids = torch.from_numpy(frame_ids).to(device)
@@ -195,8 +200,7 @@ def train_identity(data, steps, device, log, batch: int = 512) -> IdentityEmbedd
     frames = torch.from_numpy(data["frames"]).to(device)
     generator = torch.Generator(device=device).manual_seed(1)
     for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+        cosine_lr(opt, 2e-3, step, steps)
         o = objects[torch.randint(0, len(objects), (batch,), device=device, generator=generator)]
         wh = o[:, [4, 5, 4, 5]]
         jitter = (torch.rand(batch, 4, device=device, generator=generator) - 0.5) * 0.2 * wh
@@ -231,8 +235,7 @@ def train_clip(data, steps, device, log, clip_len: int = 8) -> ClipEncoder:
     sizes = [len(LOCATIONS), len(TIMES), len(SIZES), len(CAMERAS), len(ACTIONS)]
     rng = np.random.default_rng(2)
     for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+        cosine_lr(opt, 1e-3, step, steps)
         i = torch.from_numpy(rng.integers(0, n, 128)).to(device)
         start = int(rng.integers(0, t - clip_len + 1))
         x = to_input(frames[i, start : start + clip_len])  # (B, T, 3, 64, 64)

@@ -90,15 +90,20 @@ class LLMWriter(ABC):
         self.attempts: list[Attempt] = []
 
     @abstractmethod
-    def complete(self, messages: list[dict[str, str]], schema: dict, seed: int) -> str:
-        """Return the model's answer to `messages`, constrained to `schema` if possible."""
+    def complete(
+        self, messages: list[dict[str, str]], schema: dict, seed: int, brief: Brief
+    ) -> str:
+        """Return the model's answer to `messages`, constrained to `schema` if possible.
+
+        `brief` is the request being written, for backends that bound decoding by its counts.
+        """
 
     def write(self, brief: Brief) -> Screenplay:
         schema = Screenplay.model_json_schema()
         messages = prompts.write_messages(brief, schema)
         self.attempts = []
         for attempt in range(self.max_attempts):
-            text = self.complete(messages, schema, seed=brief.seed + attempt)
+            text = self.complete(messages, schema, seed=brief.seed + attempt, brief=brief)
             screenplay, errors = parse_screenplay(text)
             self.attempts.append(Attempt(text, errors))
             if screenplay is not None:

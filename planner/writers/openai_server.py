@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.writers.base import LLMWriter
+from reelsmith.planner.writers.base import Brief, LLMWriter
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,9 @@ class OpenAIWriter(LLMWriter):
 
     # -- one answer -------------------------------------------------------------------
 
-    def complete(self, messages: list[dict[str, str]], schema: dict, seed: int) -> str:
+    def complete(
+        self, messages: list[dict[str, str]], schema: dict, seed: int, brief: Brief | None = None
+    ) -> str:
         """Ask the server once; with `response_format` while the server seems to honour it."""
         request: dict[str, Any] = {
             "model": self.model or self._first_model(),

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.screenplay import ID_PATTERN, Screenplay
+from reelsmith.planner.screenplay import ID_PATTERN
 from reelsmith.planner.writers.base import Brief, LLMWriter
 
 if TYPE_CHECKING:
@@ -161,7 +161,6 @@ class TransformersWriter(LLMWriter):
         self.temperature = temperature
         self.top_p = top_p
         self.bounds = bounds or DecodingBounds()
-        self._brief: Brief | None = None
         self._load(trust_remote_code, device)
 
     # -- loading ----------------------------------------------------------------------
@@ -217,16 +216,11 @@ class TransformersWriter(LLMWriter):
 
     # -- writing ----------------------------------------------------------------------
 
-    def write(self, brief: Brief) -> Screenplay:
-        """Write a screenplay for `brief`; decoding is bounded by the brief's counts."""
-        self._brief = brief
-        try:
-            return super().write(brief)
-        finally:
-            self._brief = None
-
-    def complete(self, messages: list[dict[str, str]], schema: dict, seed: int) -> str:
-        return self.generate(messages, decoding_schema(schema, self._brief, self.bounds), seed)
+    def complete(
+        self, messages: list[dict[str, str]], schema: dict, seed: int, brief: Brief
+    ) -> str:
+        """The model's answer, decoded under the schema bounded by the brief's counts."""
+        return self.generate(messages, decoding_schema(schema, brief, self.bounds), seed)
 
     def generate(
         self,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.base import Brief, LLMWriter
 from reelsmith.planner.writers.transformers_local import DecodingBounds, decoding_schema
 
@@ -59,7 +58,6 @@ class VLLMWriter(LLMWriter):
         self.temperature = temperature
         self.top_p = top_p
         self.bounds = bounds or DecodingBounds()
-        self._brief: Brief | None = None
         try:
             self.llm = self._vllm.LLM(
                 model=model, trust_remote_code=trust_remote_code, **(engine_args or {})
@@ -68,20 +66,15 @@ class VLLMWriter(LLMWriter):
             reason = " ".join(str(exc).split())[:300] or type(exc).__name__
             raise WriterError(f"vllm cannot load the model '{model}': {reason}") from None
 
-    def write(self, brief: Brief) -> Screenplay:
-        """Write a screenplay for `brief`; decoding is bounded by the brief's counts."""
-        self._brief = brief
-        try:
-            return super().write(brief)
-        finally:
-            self._brief = None
-
-    def complete(self, messages: list[dict[str, str]], schema: dict, seed: int) -> str:
+    def complete(
+        self, messages: list[dict[str, str]], schema: dict, seed: int, brief: Brief
+    ) -> str:
+        """The model's answer, decoded under the schema bounded by the brief's counts."""
         from vllm.sampling_params import StructuredOutputsParams
 
         sampling_params = self._vllm.SamplingParams(
             structured_outputs=StructuredOutputsParams(
-                json=decoding_schema(schema, self._brief, self.bounds)
+                json=decoding_schema(schema, brief, self.bounds)
             ),
             seed=seed,
             max_tokens=self.max_tokens,
