@@ -165,7 +165,7 @@ class OfflineWriter:
                 )
             )
         return Screenplay(
-            title=_title(brief.prompt),
+            title=_title(brief.prompt, characters, places[0]),
             logline=premise,
             style=brief.style or rng.choice(STYLES),
             characters=characters,
@@ -336,12 +336,11 @@ def _names(characters: list[Character]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _title(prompt: str) -> str:
+def _title(prompt: str, cast: list[Character], place: str) -> str:
+    """A short prompt is its own title; a long one becomes 'Mira and Bo in the Desert'."""
     words = prompt.split()
-    title = " ".join(words[:8])
-    title = title.strip(" .,;:!?-\"'").strip()
-    if not any(ch.isalnum() for ch in title):
-        return "Untitled"
-    if len(title) > 80:
-        title = title[:77].rstrip() + "…"
-    return title[:1].upper() + title[1:]
+    short = " ".join(words).strip(" .,;:!?-\"'").strip()
+    if len(words) <= 6 and any(ch.isalnum() for ch in short) and len(short) <= 80:
+        return short[:1].upper() + short[1:]
+    names = " and ".join(c.name for c in cast[:2])
+    return f"{names} in the {place.title()}"
