@@ -30,8 +30,10 @@ err = Console(stderr=True, highlight=False)
 
 def _register_subcommands() -> None:
     from reelsmith.evaluation.cli import app as eval_app
+    from reelsmith.memory.cli import app as series_app
     from reelsmith.world.cli import app as world_app
 
+    app.add_typer(series_app, name="series")
     app.add_typer(world_app, name="world")
     app.add_typer(eval_app, name="eval")
 

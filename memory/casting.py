@@ -1,0 +1,112 @@
+"""Casting: resolve every character of a screenplay against the series bible.
+
+A character already in the series (matched by id, or by name or alias, case- and
+accent-insensitively) keeps its identity, references and embeddings. A new one is created,
+and its reference portrait and embeddings come from a callback, so memory never imports the
+renderer. A character whose screenplay entry (or the `pins` argument) names an image is pinned
+to that image: the callback embeds the user's picture instead of drawing one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reelsmith.memory.store import SeriesStore, load_image_file
+from reelsmith.planner.screenplay import Character, Scene, Screenplay, slugify
+
+
+@dataclass
+class Reference:
+    """What the callback makes for a new character.
+
+    Attributes:
+        portrait: The reference portrait, (H, W, 3) uint8.
+        embeddings: Identity embeddings keyed by the encoder that made them.
+        identity: Storyworld identity attributes, where the built-in world is used.
+    """
+
+    portrait: np.ndarray
+    embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
+    identity: dict | None = None
+
+
+# (character, the user's pinned image or None) -> Reference
+MakeReference = Callable[[Character, np.ndarray | None], Reference]
+
+
+@dataclass
+class CastMember:
+    screenplay_id: str
+    character_id: int
+    name: str
+    identity: dict | None
+    portrait_blob: str | None
+    embeddings: dict[str, str]
+    new: bool
+
+
+def cast(
+    screenplay: Screenplay,
+    store: SeriesStore,
+    make_reference: MakeReference,
+    pins: dict[str, str | Path] | None = None,
+    episode: str | None = None,
+    make_location: Callable[[Scene], np.ndarray] | None = None,
+) -> dict[str, CastMember]:
+    """Resolve the screenplay's characters in `store`, creating the new ones.
+
+    Locations are remembered the same way: a place seen before keeps its reference keyframe;
+    a new one gets one from `make_location` (if given).
+    """
+    pins = dict(pins or {})
+    # check every pinned image before anything is written
+    images = {
+        c.id: load_image_file(pins.get(c.id) or c.reference_image)
+        for c in screenplay.characters
+        if pins.get(c.id) or c.reference_image
+    }
+    store.add_episode(episode or screenplay.title, screenplay.to_json())
+    members = {}
+    for character in screenplay.characters:
+        cid = store.find_character(character.id, [character.name, *character.aliases])
+        new = cid is None
+        if new:
+            reference = make_reference(character, images.get(character.id))
+            portrait = store.put_image(reference.portrait)  # blobs before the rows
+            embeddings = {enc: store.put_tensor(t) for enc, t in reference.embeddings.items()}
+            cid = store.add_character(
+                character.id,
+                character.name,
+                character.description,
+                character.aliases,
+                reference.identity,
+                portrait,
+                embeddings,
+                pinned=character.id in images,
+            )
+        else:
+            for alias in (character.name, *character.aliases):
+                store.add_alias(cid, alias)
+        record = store.character(cid)
+        portrait = next((i["blob"] for i in record["images"] if i["kind"] != "frame"), None)
+        members[character.id] = CastMember(
+            character.id,
+            cid,
+            record["name"],
+            record["identity"],
+            portrait,
+            record["embeddings"],
+            new,
+        )
+    for scene in screenplay.scenes:
+        key = slugify(scene.location, "place")
+        known = store.location(key)
+        if known is None or known["blob"] is None:
+            blob = store.put_image(make_location(scene)) if make_location else None
+            store.set_location(key, scene.location, blob)
+    return members
