@@ -1,7 +1,8 @@
 """`reelsmith eval …`: score a run directory, or the ground truth of a screenplay.
 
 A run directory holds `screenplay.json`, one `shots/<shot id>.mp4` per shot (the frames that
-are scored) and, where there are references, `characters/<character id>.png`. That is what
+are scored) and, where the run has them, `characters/<character id>.png` (reference portraits)
+and `cast.json` (each character's storyworld identity as cast). That is what
 `reelsmith world render` writes, and what a movie run writes.
 """
 
@@ -21,7 +22,7 @@ err = Console(stderr=True, highlight=False)
 
 
 def load_run(run_dir: Path):
-    """The screenplay, frames per shot and reference portraits of a run directory."""
+    """The screenplay, frames per shot, reference portraits and cast of a run directory."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
@@ -38,6 +39,16 @@ def load_run(run_dir: Path):
         if not path.is_file():
             raise InputError(f"{path}: shot video missing")
         frames.append(read_mp4(path)[0])
+    identities = None
+    cast_path = run_dir / "cast.json"
+    if cast_path.is_file():
+        from reelsmith.world.identity import Identity
+
+        try:
+            cast = json.loads(cast_path.read_text("utf-8"))
+            identities = {cid: Identity(**cast[cid]) for cid in cast}
+        except (ValueError, TypeError, KeyError):
+            raise InputError(f"{cast_path}: not a cast of storyworld identities") from None
     references = {}
     for character in screenplay.characters:
         path = run_dir / "characters" / f"{character.id}.png"
@@ -46,7 +57,7 @@ def load_run(run_dir: Path):
                 references[character.id] = np.asarray(Image.open(path).convert("RGB"))
             except (UnidentifiedImageError, OSError):
                 raise InputError(f"{path}: not an image") from None
-    return screenplay, frames, references
+    return screenplay, frames, references, identities
 
 
 def report(result: dict, as_json: bool) -> None:
@@ -76,10 +87,10 @@ def run(
     from reelsmith.evaluation.metrics import Judges, score_movie
     from reelsmith.world.render import WorldRenderer
 
-    screenplay, frames, references = load_run(run_dir)
+    screenplay, frames, references, identities = load_run(run_dir)
     with err.status("rendering ground truth and judging…"):
         truth = [t.frames for t in WorldRenderer().render(screenplay)]
-        result = score_movie(Judges.load(), screenplay, frames, references, truth)
+        result = score_movie(Judges.load(), screenplay, frames, references, truth, identities)
     report(result, as_json)
 
 
@@ -98,6 +109,6 @@ def truth(
     screenplay = load_screenplay(screenplay_path)
     with tempfile.TemporaryDirectory() as tmp, err.status("rendering and judging…"):
         write_truth(screenplay, tmp, WorldConfig(seed=seed))
-        _, frames, references = load_run(Path(tmp))
-        result = score_movie(Judges.load(), screenplay, frames, references, frames)
+        _, frames, references, identities = load_run(Path(tmp))
+        result = score_movie(Judges.load(), screenplay, frames, references, frames, identities)
     report(result, as_json)

@@ -4,6 +4,8 @@ Definitions (N shots; a shot's frames are resized to 64x64; "the judge" is `Fram
 with detection threshold 0.4; a character's expected identity is its storyworld identity,
 `world.identity.cast_identities(screenplay.characters)`):
 
+- **Expected identity**: each character's storyworld identity as the run cast it (`cast.json`
+  in the run directory), else `cast_identities(screenplay.characters)`.
 - **Seen**: identity X is *seen* in a shot when the judge detects X in at least
   `SEEN_FRACTION` (20%) of the shot's frames (at least one frame).
 - `identity_accuracy`: over every (shot, character listed in `shot.characters`) pair, the
@@ -260,9 +262,14 @@ def score_movie(
     shot_frames: list[np.ndarray],
     references: dict[str, np.ndarray] | None = None,
     truth_frames: list[np.ndarray] | None = None,
+    identities: dict[str, Identity] | None = None,
 ) -> dict:
-    """All metrics of a movie given its frames per shot, in story order."""
-    identities = cast_identities(screenplay.characters)
+    """All metrics of a movie given its frames per shot, in story order.
+
+    `identities` are the characters' storyworld identities as the run cast them (its
+    `cast.json`); by default, the screenplay's own casting.
+    """
+    identities = identities or cast_identities(screenplay.characters)
     videos = [to_64(f) for f in shot_frames]
     scores = [
         score_shot(judges, screenplay, scene, shot, video, identities)

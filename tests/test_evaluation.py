@@ -168,6 +168,18 @@ def test_eval_cli_on_a_run_directory(tmp_path):
     ):
         assert key in scores
     assert scores["identity_accuracy"] >= 0.9
+    # the run's own casting decides who is expected: a swapped cast.json is caught
+    cast_file = tmp_path / "run" / "cast.json"
+    cast = json.loads(cast_file.read_text())
+    (a, b) = list(cast)[:2]
+    cast[a], cast[b] = cast[b], cast[a]
+    cast_file.write_text(json.dumps(cast))
+    swapped = json.loads(reelsmith("eval", "run", str(tmp_path / "run"), "--json").stdout)
+    assert swapped["identity_accuracy"] < scores["identity_accuracy"]
+    cast_file.write_text("{not json")
+    broken = reelsmith("eval", "run", str(tmp_path / "run"))
+    assert broken.returncode == 2 and "cast.json: not a cast" in broken.stderr
+    (tmp_path / "run" / "cast.json").unlink()
     (tmp_path / "run" / "shots" / "s01-01.mp4").unlink()
     missing = reelsmith("eval", "run", str(tmp_path / "run"))
     assert missing.returncode == 2 and "s01-01.mp4: shot video missing" in missing.stderr

@@ -10,9 +10,10 @@ A render folder holds:
 | `truth/<shot>.json`      | the shot's labels (see `world.render`)                        |
 | `truth.mp4`              | the whole movie, enlarged for viewing                         |
 | `characters/<id>.png`    | each character's reference portrait                           |
+| `cast.json`              | each character's storyworld identity                          |
 
-`screenplay.json`, `shots/<shot>.mp4` and `characters/<id>.png` are the run-directory layout
-that `reelsmith eval run` scores; a movie run writes the same.
+`screenplay.json`, `shots/<shot>.mp4`, `characters/<id>.png` and `cast.json` are the
+run-directory layout that `reelsmith eval run` scores; a movie run writes the same.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def write_truth(
     for character in screenplay.characters:
         image = Image.fromarray(portrait(identities[character.id], cfg.resolution))
         save_png(image, out / "characters" / f"{character.id}.png")
+    cast = {cid: identity.to_dict() for cid, identity in identities.items()}
+    write_text_atomic(out / "cast.json", json.dumps(cast, indent=1))
     movie = []
     for truth in renderer.render(screenplay):
         buffer = io.BytesIO()
