@@ -46,9 +46,11 @@ def load_run(run_dir: Path):
 
         try:
             cast = json.loads(cast_path.read_text("utf-8"))
-            identities = {cid: Identity(**cast[cid]) for cid in cast}
-        except (ValueError, TypeError, KeyError):
-            raise InputError(f"{cast_path}: not a cast of storyworld identities") from None
+            identities = {c.id: Identity(**cast[c.id]) for c in screenplay.characters}
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise InputError(
+                f"{cast_path}: not a cast of storyworld identities for every character"
+            ) from None
     references = {}
     for character in screenplay.characters:
         path = run_dir / "characters" / f"{character.id}.png"

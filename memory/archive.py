@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import sqlite3
 import tarfile
@@ -22,6 +23,16 @@ from reelsmith.errors import InputError
 from reelsmith.memory.store import SCHEMA_VERSION, SeriesStore, check_series_name
 
 FORMAT = "reelsmith-series"
+BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(png|safetensors)")
+# the columns an archive's rows may have (series_id is the importing series')
+COLUMNS = {
+    "episodes": {"id", "name", "screenplay", "created"},
+    "characters": {"id", "key", "name", "description", "identity", "pinned", "created"},
+    "aliases": {"character_id", "folded", "alias"},
+    "images": {"id", "character_id", "kind", "blob", "episode_id", "created"},
+    "embeddings": {"character_id", "encoder", "blob"},
+    "locations": {"id", "key", "description", "blob"},
+}
 TABLES = ("episodes", "characters", "aliases", "images", "embeddings", "locations")
 
 
@@ -55,16 +66,18 @@ def export_series(store: SeriesStore, path: str | Path) -> Path:
 def import_series(path: str | Path, home: str | Path, overwrite: bool = False) -> Path:
     """Read an archive into `home/<series name>`; returns the series folder."""
     manifest, blobs = _read(Path(path))
-    name = check_series_name(manifest["series"])
+    name = manifest["series"]
     target = Path(home) / name
-    if (target / "bible.sqlite").exists():
-        with SeriesStore.open(target, name) as existing:
-            same = _records(existing) == manifest["records"]
+    if target.exists():
+        same = False
+        if (target / "bible.sqlite").is_file():
+            with SeriesStore.open(target, name) as existing:
+                same = _records(existing) == manifest["records"]
         if same:
             return target
         if not overwrite:
             raise InputError(
-                f"a different series '{name}' already exists at {target}; "
+                f"{target} already exists and holds something else than this series; "
                 "pass --overwrite to replace it"
             )
     Path(home).mkdir(parents=True, exist_ok=True)
@@ -74,17 +87,24 @@ def import_series(path: str | Path, home: str | Path, overwrite: bool = False) -
             for blob, data in blobs.items():
                 store.put_blob(data, blob.rsplit(".", 1)[1])
             _insert(store, manifest["records"])
-        if target.exists():
-            backup = target.with_name(f".{name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            target.rename(backup)
-            staging.rename(target)
-            shutil.rmtree(backup)
-        else:
-            staging.rename(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    backup = target.with_name(f".{name}.old")
+    if target.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        target.rename(backup)
+    try:
+        staging.rename(target)
+    except OSError:
+        if backup.exists():
+            backup.rename(target)  # put back what was there
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if backup.is_dir():
+        shutil.rmtree(backup)
+    elif backup.exists():
+        backup.unlink()
     return target
 
 
@@ -156,6 +176,10 @@ def _read(path: Path) -> tuple[dict, dict[str, bytes]]:
         raise InputError(f"{path}: not a series archive (no valid manifest)") from None
     if version != SCHEMA_VERSION:
         raise InputError(f"{path}: schema version {version}; this reelsmith reads {SCHEMA_VERSION}")
+    if not isinstance(manifest.get("series"), str):
+        raise InputError(f"{path}: not a series archive (no series name)")
+    check_series_name(manifest["series"])
+    _check_records(path, records, sums)
     blobs = {}
     for name, digest in sums.items():
         data = files.get(f"blobs/{name}")
@@ -165,6 +189,22 @@ def _read(path: Path) -> tuple[dict, dict[str, bytes]]:
             raise InputError(f"{path}: blob {name} fails its checksum")
         blobs[name] = data
     return manifest, blobs
+
+
+def _check_records(path: Path, records: dict, sums: dict) -> None:
+    """Every table a list of rows with known columns; every blob named, listed and hashed."""
+    for name in sums:
+        if not isinstance(name, str) or not BLOB_NAME.fullmatch(name):
+            raise InputError(f"{path}: bad blob name {name!r} in the archive")
+    for table, rows in records.items():
+        if table not in COLUMNS or not isinstance(rows, list):
+            raise InputError(f"{path}: unknown or malformed table '{table}' in the archive")
+        for row in rows:
+            if not isinstance(row, dict) or not set(row) <= COLUMNS[table]:
+                raise InputError(f"{path}: malformed row in table '{table}'")
+            blob = row.get("blob")
+            if blob is not None and blob not in sums:
+                raise InputError(f"{path}: a row of '{table}' points at a blob not in it")
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

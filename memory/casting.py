@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from reelsmith.errors import InputError
 from reelsmith.memory.store import SeriesStore, load_image_file
 from reelsmith.planner.screenplay import Character, Scene, Screenplay, slugify
 
@@ -61,52 +62,97 @@ def cast(
     """Resolve the screenplay's characters in `store`, creating the new ones.
 
     Locations are remembered the same way: a place seen before keeps its reference keyframe;
-    a new one gets one from `make_location` (if given).
+    a new one gets one from `make_location` (if given). The episode, its new characters and
+    its new places are written in one transaction: a failure leaves the series as it was.
     """
     pins = dict(pins or {})
-    # check every pinned image before anything is written
+    known_ids = {c.id for c in screenplay.characters}
+    for key in pins:
+        if key not in known_ids:
+            raise InputError(f"pinned image for '{key}', who is not in the screenplay's cast")
+    # 1. check every pinned image before anything is written
     images = {
         c.id: load_image_file(pins.get(c.id) or c.reference_image)
         for c in screenplay.characters
         if pins.get(c.id) or c.reference_image
     }
-    store.add_episode(episode or screenplay.title, screenplay.to_json())
-    members = {}
+    # 2. who is new: make their references (outside the write lock; blobs are idempotent)
+    claimed: set[int] = set()
+    references = {}
     for character in screenplay.characters:
-        cid = store.find_character(character.id, [character.name, *character.aliases])
-        new = cid is None
-        if new:
-            reference = make_reference(character, images.get(character.id))
-            portrait = store.put_image(reference.portrait)  # blobs before the rows
-            embeddings = {enc: store.put_tensor(t) for enc, t in reference.embeddings.items()}
-            cid = store.add_character(
-                character.id,
-                character.name,
-                character.description,
-                character.aliases,
-                reference.identity,
-                portrait,
-                embeddings,
-                pinned=character.id in images,
-            )
+        cid = store.find_character(character.id, [character.name, *character.aliases], claimed)
+        if cid is not None:
+            claimed.add(cid)
+            if character.id in pins:
+                raise InputError(
+                    f"'{character.id}' is already cast in series '{store.name}'; "
+                    "forget it first to pin a new image"
+                )
         else:
-            for alias in (character.name, *character.aliases):
-                store.add_alias(cid, alias)
-        record = store.character(cid)
-        portrait = next((i["blob"] for i in record["images"] if i["kind"] != "frame"), None)
-        members[character.id] = CastMember(
-            character.id,
-            cid,
-            record["name"],
-            record["identity"],
-            portrait,
-            record["embeddings"],
-            new,
-        )
+            reference = make_reference(character, images.get(character.id))
+            references[character.id] = (
+                reference,
+                store.put_image(reference.portrait),  # blobs before the rows
+                {enc: store.put_tensor(t) for enc, t in reference.embeddings.items()},
+            )
+    places = {}
     for scene in screenplay.scenes:
         key = slugify(scene.location, "place")
         known = store.location(key)
-        if known is None or known["blob"] is None:
-            blob = store.put_image(make_location(scene)) if make_location else None
-            store.set_location(key, scene.location, blob)
+        if key not in places and (known is None or known["blob"] is None):
+            places[key] = (
+                scene.location,
+                store.put_image(make_location(scene)) if make_location else None,
+            )
+    # 3. one transaction; characters are looked up again inside it, so that two episodes
+    #    casting the same new character at once end up sharing it
+    members = {}
+    with store.transaction():
+        store.add_episode(episode or screenplay.title, screenplay.to_json())
+        claimed = set()
+        for character in screenplay.characters:
+            names = [character.name, *character.aliases]
+            cid = store.find_character(character.id, names, claimed)
+            new = cid is None
+            if new:
+                reference, portrait, embeddings = references.get(character.id) or (
+                    _late_reference(store, character, images, make_reference)
+                )
+                cid = store.add_character(
+                    character.id,
+                    character.name,
+                    character.description,
+                    character.aliases,
+                    reference.identity,
+                    portrait,
+                    embeddings,
+                    pinned=character.id in images,
+                )
+            else:
+                for alias in names:
+                    store.add_alias(cid, alias)
+            claimed.add(cid)
+            record = store.character(cid)
+            portrait = next((i["blob"] for i in record["images"] if i["kind"] != "frame"), None)
+            members[character.id] = CastMember(
+                character.id,
+                cid,
+                record["name"],
+                record["identity"],
+                portrait,
+                record["embeddings"],
+                new,
+            )
+        for key, (description, blob) in places.items():
+            store.set_location(key, description, blob)
     return members
+
+
+def _late_reference(store, character, images, make_reference):
+    """A reference for a character that another process forgot between our two looks."""
+    reference = make_reference(character, images.get(character.id))
+    return (
+        reference,
+        store.put_image(reference.portrait),
+        {enc: store.put_tensor(t) for enc, t in reference.embeddings.items()},
+    )

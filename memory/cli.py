@@ -34,15 +34,27 @@ HOME = typer.Option(
 @app.command("list")
 def list_series(home: Path | None = HOME) -> None:
     """List the series bibles."""
+    from reelsmith.errors import InputError
+
     root = _home(home)
     names = (
-        sorted(p.name for p in root.iterdir() if (p / "bible.sqlite").exists())
+        sorted(
+            p.name
+            for p in root.iterdir()
+            if (p / "bible.sqlite").exists() and not p.name.startswith(".")
+        )
         if root.is_dir()
         else []
     )
     for name in names:
-        with _open(name, home) as store:
-            print(f"{name}\t{len(store.characters())} characters\t{len(store.episodes())} episodes")
+        try:
+            with _open(name, home) as store:
+                print(
+                    f"{name}\t{len(store.characters())} characters\t"
+                    f"{len(store.episodes())} episodes"
+                )
+        except InputError as exc:
+            err.print(f"skipping {root / name}: {exc}")
     if not names:
         err.print(f"no series under {root}")
 

@@ -114,6 +114,10 @@ class SeriesStore:
             raise InputError(f"{folder} holds the series '{row[1]}', not '{name}'")
         return cls(folder, db, row[0], name)
 
+    def transaction(self):
+        """Group several writes into one transaction: `with store.transaction(): …`."""
+        return _transaction(self.db)
+
     def close(self) -> None:
         self.db.close()
 
@@ -179,21 +183,24 @@ class SeriesStore:
             )
             return cur.lastrowid
 
-    def find_character(self, key: str, names: list[str]) -> int | None:
-        """A stored character matching the id `key`, or any of `names` (name or alias)."""
+    def find_character(
+        self, key: str, names: list[str], exclude: frozenset[int] | set[int] = frozenset()
+    ) -> int | None:
+        """A stored character matching the id `key`, or any of `names` (name or alias),
+        other than those in `exclude`."""
         row = self.db.execute(
             "SELECT id FROM characters WHERE series_id=? AND key=?", (self.series_id, key)
         ).fetchone()
-        if row:
+        if row and row[0] not in exclude:
             return row[0]
         for name in names:  # a character's own name is one of its aliases
-            row = self.db.execute(
+            for (cid,) in self.db.execute(
                 "SELECT c.id FROM characters c JOIN aliases a ON a.character_id = c.id "
                 "WHERE c.series_id=? AND a.folded=? ORDER BY c.id",
                 (self.series_id, fold(name)),
-            ).fetchone()
-            if row:
-                return row[0]
+            ):
+                if cid not in exclude:
+                    return cid
         return None
 
     def add_character(
@@ -224,10 +231,11 @@ class SeriesStore:
                 ),
             )
             cid = cur.lastrowid
-            for alias in {name, *aliases}:
-                self.db.execute(
-                    "INSERT OR IGNORE INTO aliases VALUES (?,?,?)", (cid, fold(alias), alias)
-                )
+            for alias in dict.fromkeys([name, *aliases]):  # in order: the name first
+                if fold(alias):
+                    self.db.execute(
+                        "INSERT OR IGNORE INTO aliases VALUES (?,?,?)", (cid, fold(alias), alias)
+                    )
             if portrait_blob:
                 self.db.execute(
                     "INSERT INTO images (character_id, kind, blob, created) VALUES (?,?,?,?)",
@@ -238,6 +246,8 @@ class SeriesStore:
         return cid
 
     def add_alias(self, cid: int, alias: str) -> None:
+        if not fold(alias):
+            return
         with _transaction(self.db):
             self.db.execute(
                 "INSERT OR IGNORE INTO aliases VALUES (?,?,?)", (cid, fold(alias), alias)
@@ -355,11 +365,16 @@ def load_image_file(path: str | Path) -> np.ndarray:
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction; inside another, it joins that one."""
+    if db.in_transaction:
+        yield
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 

@@ -74,7 +74,7 @@ def load_screenplay(path: str | Path) -> Screenplay:
         return shotlist.parse_csv(text, source)
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         reason = " ".join(str(exc).split())
         raise ScreenplayError(f"{source}: not valid YAML ({reason})") from None
     if isinstance(data, dict) and "scenes" in data:

@@ -256,7 +256,7 @@ class Screenplay(_Model):
     def from_yaml(cls, text: str, source: str = "screenplay") -> Screenplay:
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, RecursionError) as exc:
             reason = " ".join(str(exc).split())
             raise ScreenplayError(f"{source}: not valid YAML ({reason})") from None
         return cls.from_data(data, source)

@@ -264,3 +264,16 @@ def test_openai_writer_through_the_cli_keeps_the_key_secret(tmp_path):
     assert result.returncode == 0, result.stderr
     assert Screenplay.from_yaml(out.read_text()) == Screenplay.from_json(valid)
     assert secret not in result.stderr + result.stdout + out.read_text()
+
+
+def test_unwritable_outputs_are_one_line_errors(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert_clean_failure(run("script", "a fox", "-o", str(blocker / "s.json")), "cannot write")
+    assert_clean_failure(run("schema", "-o", str(tmp_path)), "cannot write")
+
+
+def test_deeply_nested_yaml(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("[" * 5000)
+    assert_clean_failure(run("script", "--from", str(path)), "deep.yaml")

@@ -117,7 +117,7 @@ def test_import_refuses_a_different_series_of_the_same_name(tmp_path):
         export_series(store, tmp_path / "show.tar")
     with SeriesStore.open(tmp_path / "home" / "show", "show") as other:
         cast(screenplay("Otto"), other, storyworld_reference)
-    with pytest.raises(InputError, match="a different series 'show' already exists"):
+    with pytest.raises(InputError, match="already exists and holds something else"):
         import_series(tmp_path / "show.tar", tmp_path / "home")
     with SeriesStore.open(tmp_path / "home" / "show", "show") as other:
         assert [c["name"] for c in other.characters()] == ["Otto"]
@@ -331,3 +331,113 @@ def test_storyworld_casting_never_repeats_an_identity_in_a_series(tmp_path):
         ]
         assert len(set(identities)) == 8
         assert all(m.identity["colour"] == "red" for m in first.values())
+
+
+def test_import_never_replaces_a_foreign_folder(tmp_path):
+    with SeriesStore.open(tmp_path / "a" / "show", "show") as store:
+        cast(screenplay("Mira"), store, storyworld_reference)
+        export_series(store, tmp_path / "show.tar")
+    (tmp_path / "home" / "show").mkdir(parents=True)
+    (tmp_path / "home" / "show" / "precious.txt").write_text("keep me")
+    with pytest.raises(InputError, match="already exists"):
+        import_series(tmp_path / "show.tar", tmp_path / "home")
+    assert (tmp_path / "home" / "show" / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m["records"].update(characters=[["not", "a", "row"]]), "malformed row"),
+        (
+            lambda m: m["records"]["characters"][0].update({"id) VALUES (1); --": 1}),
+            "malformed row",
+        ),
+        (lambda m: m.update(blobs={}), "points at a blob not in it"),
+        (lambda m: m.update(series=["show"]), "no series name"),
+        (lambda m: m.update(series="../evil"), "bad series name"),
+    ],
+)
+def test_malformed_archive_records(tmp_path, change, message):
+    import io
+    import tarfile
+
+    with SeriesStore.open(tmp_path / "a" / "show", "show") as store:
+        cast(screenplay("Mira"), store, storyworld_reference)
+        export_series(store, tmp_path / "ok.tar")
+    with tarfile.open(tmp_path / "ok.tar") as tar:
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    manifest = json.loads(files["manifest.json"])
+    change(manifest)
+    files["manifest.json"] = json.dumps(manifest).encode()
+    with tarfile.open(tmp_path / "bad.tar", "w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(InputError, match=message):
+        import_series(tmp_path / "bad.tar", tmp_path / "home")
+    assert not (tmp_path / "home").exists() or not any((tmp_path / "home").iterdir())
+
+
+def test_a_failure_while_casting_leaves_the_series_as_it_was(tmp_path):
+    def flaky(character, image):
+        if character.id == "bo":
+            raise RuntimeError("the renderer ran out of memory")
+        return storyworld_reference(character, image)
+
+    with SeriesStore.open(tmp_path / "s", "s") as store:
+        with pytest.raises(RuntimeError):
+            cast(screenplay("Mira", "Bo"), store, flaky)
+        assert store.characters() == [] and store.episodes() == []
+
+
+def test_pins_must_name_a_new_cast_member(tmp_path):
+    with SeriesStore.open(tmp_path / "s", "s") as store:
+        with pytest.raises(InputError, match="'typo', who is not in the screenplay's cast"):
+            cast(screenplay("Mira"), store, storyworld_reference, pins={"typo": "x.png"})
+        cast(screenplay("Mira"), store, storyworld_reference)
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(tmp_path / "m.png")
+        with pytest.raises(InputError, match="already cast in series"):
+            cast(screenplay("Mira"), store, storyworld_reference, pins={"mira": tmp_path / "m.png"})
+
+
+def test_two_characters_of_one_screenplay_never_merge(tmp_path):
+    sp = Screenplay.model_validate(
+        {
+            "title": "t",
+            "characters": [{"id": "zoe", "name": "Zoë"}, {"id": "zoe-2", "name": "Zoe"}],
+            "scenes": [{"id": "s", "location": "forest", "shots": [{"id": "a"}]}],
+        }
+    )
+    with SeriesStore.open(tmp_path / "s", "s") as store:
+        members = cast(sp, store, storyworld_reference)
+        assert members["zoe"].character_id != members["zoe-2"].character_id
+        again = cast(sp, store, storyworld_reference)
+        assert {m.character_id for m in again.values()} == {
+            m.character_id for m in members.values()
+        }
+
+
+def test_two_processes_casting_the_same_new_character(tmp_path):
+    folder = tmp_path / "show"
+    with SeriesStore.open(folder, "show"):
+        pass
+    script = textwrap.dedent(f"""
+        from reelsmith.memory.casting import cast
+        from reelsmith.memory.store import SeriesStore
+        from reelsmith.planner.screenplay import Screenplay
+        from reelsmith.world.references import storyworld_reference
+        sp = Screenplay.model_validate({{"title": "t", "characters": [{{"id": "mira",
+              "name": "Mira"}}], "scenes": [{{"id": "s", "location": "forest",
+              "shots": [{{"id": "a"}}]}}]}})
+        with SeriesStore.open({str(folder)!r}, "show") as store:
+            for _ in range(20):
+                cast(sp, store, storyworld_reference)
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    with SeriesStore.open(folder, "show") as store:
+        assert len(store.characters()) == 1 and len(store.episodes()) == 40
+        assert store.integrity() == []

@@ -174,3 +174,25 @@ def test_world_cast_and_dataset_commands(tmp_path):
     assert len(list(read(tmp_path / "ds"))) == 3
     bad = reelsmith("world", "dataset", "frames", "-o", str(tmp_path / "x"))
     assert bad.returncode == 2 and "unknown dataset kind" in bad.stderr
+    huge = reelsmith(
+        "world", "cast", str(script), "-o", str(tmp_path / "c.png"), "--resolution", "0"
+    )
+    assert huge.returncode == 2 and "resolution must be" in huge.stderr
+
+
+@pytest.mark.parametrize("field", ["fps", "clip_frames", "shard_size", "max_movie_shots"])
+def test_spec_counts_must_be_positive(field):
+    with pytest.raises(InputError, match=f"{field} must be at least 1"):
+        DatasetSpec("clips", 3, **{field: 0})
+
+
+def test_clips_are_the_first_frames_of_a_shot():
+    from reelsmith.planner.writers.base import Brief
+    from reelsmith.planner.writers.offline import OfflineWriter
+    from reelsmith.world.render import WorldConfig, WorldRenderer
+
+    sp = OfflineWriter().write(Brief("Mira runs through the forest", shots=2, seed=1))
+    whole = list(WorldRenderer(WorldConfig()).render(sp))
+    first = list(WorldRenderer(WorldConfig(max_frames=5)).render(sp))
+    for a, b in zip(whole, first, strict=True):
+        assert np.array_equal(a.frames[:5], b.frames)

@@ -93,9 +93,12 @@ def cast(
     resolution: int = typer.Option(128, "--resolution", help="Portrait size."),
 ) -> None:
     """Draw the cast's reference portraits on one sheet."""
+    from reelsmith.errors import InputError
     from reelsmith.planner.io import load_screenplay
     from reelsmith.world.export import cast_sheet, save_png
 
+    if resolution not in (32, 64, 128, 256):
+        raise InputError(f"resolution must be 32, 64, 128 or 256, got {resolution}")
     sp = load_screenplay(screenplay)
     save_png(cast_sheet(sp, resolution), output)
     err.print(f"wrote {output}: {len(sp.characters)} characters")

@@ -73,6 +73,9 @@ class DatasetSpec:
             raise InputError(f"count must be at least 1, got {self.count}")
         if self.resolution not in (32, 64, 128, 256):
             raise InputError(f"resolution must be 32, 64, 128 or 256, got {self.resolution}")
+        for name in ("fps", "clip_frames", "shard_size", "max_movie_shots"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     @property
     def num_shards(self) -> int:
@@ -90,7 +93,8 @@ def random_name(rng: random.Random) -> str:
 def random_brief(rng: random.Random, shots: int) -> Brief:
     """A brief naming 1-3 characters, every look spelled out, a place and a time of day."""
     names: list[str] = []
-    while len(names) < rng.randint(1, 3):
+    count = rng.randint(1, 3)
+    while len(names) < count:
         name = random_name(rng)
         if name not in names:
             names.append(name)

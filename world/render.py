@@ -41,7 +41,7 @@ class WorldConfig:
         fps: Frames per second of a shot.
         supersample: Drawing scale before averaging down (anti-aliasing).
         seed: Seed of the world's layout (where props stand) and of staging.
-        max_frames: Frames per shot at most (None: the shot's whole duration).
+        max_frames: Keep only the first frames of each shot, at most this many (None: all).
     """
 
     resolution: int = 64
@@ -98,13 +98,13 @@ class WorldRenderer:
         identities = identities or cast_identities(screenplay.characters)
         cast_index = {c.id: k + 1 for k, c in enumerate(screenplay.characters)}
         cfg = self.config
-        num_frames = max(1, round(shot.duration * cfg.fps))
-        if cfg.max_frames is not None:
-            num_frames = min(num_frames, cfg.max_frames)
+        shot_frames = max(1, round(shot.duration * cfg.fps))
+        # the shot is staged whole; max_frames keeps its first frames
+        num_frames = min(shot_frames, cfg.max_frames or shot_frames)
         rng = random.Random(f"{cfg.seed}/{screenplay.title}/{shot.id}")
         location = place_of(scene.location)
         heights = {cid: figure_height(identities[cid]) for cid in shot.characters}
-        tracks, view = stage(shot, num_frames, rng, heights)
+        tracks, view = stage(shot, shot_frames, rng, heights)
         pano = panorama(location, scene.time, cfg.seed, self.px_per_unit)
         light = np.asarray(light_for(location, scene.time), np.float32)
 
