@@ -38,11 +38,12 @@ def main() -> None:
     parser.add_argument("--movies", type=int, default=16)
     parser.add_argument("--shots", type=int, default=12)
     parser.add_argument("--weights", default=None, help="Folder of judge weights.")
+    parser.add_argument("--first-seed", type=int, default=1000, help="Seed of the first movie.")
     args = parser.parse_args()
     judges = Judges.load(args.weights)
     results, start = [], time.perf_counter()
     for k in range(args.movies):
-        seed = 1000 + k
+        seed = args.first_seed + k
         screenplay = OfflineWriter().write(
             Brief(PROMPTS[k % len(PROMPTS)], shots=args.shots, seed=seed)
         )
