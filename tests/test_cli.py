@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -13,7 +14,10 @@ import pytest
 from reelsmith.planner.screenplay import Screenplay
 
 
-def run(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run(
+    *args: str, cwd: Path | None = None, timeout: float = 60, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """The real CLI as a subprocess; `env` adds to (not replaces) the environment."""
     return subprocess.run(
         [sys.executable, "-m", "reelsmith", *args],
         capture_output=True,
@@ -21,6 +25,7 @@ def run(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.
         cwd=cwd,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -211,54 +216,31 @@ def test_openai_writer_through_the_cli_keeps_the_key_secret(tmp_path):
     valid = run("script", "Ada and Kit", "--shots", "2").stdout
     out = tmp_path / "s.yaml"
     secret = "sk-very-secret-123"
-    env_run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "reelsmith",
+    env_run = run(
+        "script",
+        "Ada and Kit",
+        "--writer",
+        "openai",
+        "--model",
+        "tiny",
+        "-o",
+        str(out),
+        env={"OPENAI_API_KEY": secret, "OPENAI_BASE_URL": "http://127.0.0.1:1/v1"},
+    )
+    assert env_run.returncode == 2 and secret not in env_run.stderr
+    with ChatServer(Script([valid]), api_key=secret).running() as server:
+        result = run(
             "script",
             "Ada and Kit",
             "--writer",
             "openai",
+            "--base-url",
+            server.base_url,
             "--model",
             "tiny",
             "-o",
             str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        env={
-            **__import__("os").environ,
-            "OPENAI_API_KEY": secret,
-            "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
-        },
-    )
-    assert env_run.returncode == 2 and secret not in env_run.stderr
-    with ChatServer(Script([valid]), api_key=secret).running() as server:
-        env = {**__import__("os").environ, "OPENAI_API_KEY": secret}
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "reelsmith",
-                "script",
-                "Ada and Kit",
-                "--writer",
-                "openai",
-                "--base-url",
-                server.base_url,
-                "--model",
-                "tiny",
-                "-o",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-            env=env,
+            env={"OPENAI_API_KEY": secret},
         )
         assert server.received and server.received[0]["model"] == "tiny"
     assert result.returncode == 0, result.stderr
