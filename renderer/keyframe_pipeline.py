@@ -1,0 +1,349 @@
+"""`KeyframePipeline`: the built-in keyframe decoder as a diffusers pipeline.
+
+Components:
+- `keyframe_encoder` (`KeyframeEncoder`): keyframe -> K tokens of width d (the tokenizer);
+- `condition_encoder` (`ConditionEncoder`): tokens + identities + spec -> condition sequence;
+- `transformer` (diffusers `PixArtTransformer2DModel`): a small pixel-space DiT, v-prediction;
+- `scheduler`: any diffusers scheduler (`DPMSolverMultistepScheduler` ships).
+
+Classifier-free guidance runs over each condition, nested: spec, then identities, then tokens.
+With e0 the prediction with nothing, e1 with the spec, e2 with spec + identities and e3 with all
+three, the guided prediction is
+
+    e0 + g_spec (e1 - e0) + g_identity (e2 - e1) + g_tokens (e3 - e2)
+
+and only the branches whose coefficient is not zero are computed (all scales 1: one branch).
+A condition that is not given (no tokens, or no identities) ends the chain below it.
+
+    pipe = KeyframePipeline.from_pretrained(folder)
+    tokens = pipe.encode(images)                         # (B, K, d)
+    out = pipe(specs, tokens=tokens, identities=[{"mara": emb}, ...], generator=g)
+    out.images                                           # (B, H, W, 3) uint8
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline, PixArtTransformer2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from reelsmith.renderer.keyframes import (
+    ConditionEncoder,
+    KeyframeEncoder,
+    KeyframeSpec,
+    spec_indices,
+)
+
+WEIGHTS = Path(__file__).parent / "weights" / "keyframes"
+BRANCHES = ("spec", "identity", "tokens")
+DEFAULT_GUIDANCE = {"spec": 1.0, "identity": 1.0, "tokens": 1.0}
+DEFAULT_STEPS = 16
+
+
+@dataclass
+class KeyframePipelineOutput(BaseOutput):
+    images: np.ndarray | list[PIL.Image.Image] | torch.Tensor
+
+
+class KeyframePipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "keyframe_encoder->condition_encoder->transformer"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self,
+        keyframe_encoder: KeyframeEncoder,
+        condition_encoder: ConditionEncoder,
+        transformer: PixArtTransformer2DModel,
+        scheduler,
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            keyframe_encoder=keyframe_encoder,
+            condition_encoder=condition_encoder,
+            transformer=transformer,
+            scheduler=scheduler,
+        )
+
+    # -- shapes ---------------------------------------------------------------------------
+
+    @property
+    def resolution(self) -> int:
+        return self.transformer.config.sample_size
+
+    @property
+    def token_shape(self) -> tuple[int, int]:
+        c = self.condition_encoder.config
+        return c.token_count, c.token_dim
+
+    @property
+    def identity_dim(self) -> int:
+        return self.condition_encoder.config.identity_dim
+
+    # -- the tokenizer --------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Keyframes (B, H, W, 3) uint8 -> tokens (B, K, d) float32 on the CPU."""
+        images = torch.as_tensor(np.asarray(images) if not torch.is_tensor(images) else images)
+        r = self.resolution
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or tuple(images.shape[1:]) != (r, r, 3):
+            raise ValueError(
+                f"keyframes to encode must be (B, {r}, {r}, 3) uint8; got {tuple(images.shape)}"
+            )
+        enc = self.keyframe_encoder
+        pixels = images.to(enc.device).permute(0, 3, 1, 2).to(enc.dtype) / 127.5 - 1.0
+        return enc(pixels).float().cpu()
+
+    # -- conditions -----------------------------------------------------------------------
+
+    def check_inputs(self, specs, tokens, identities, height, width) -> None:
+        r = self.resolution
+        for name, value in (("height", height), ("width", width)):
+            if value is not None and value != r:
+                raise ValueError(f"{name} {value} is not this model's resolution {r}")
+        if tokens is not None:
+            k, d = self.token_shape
+            if tokens.ndim != 3 or tuple(tokens.shape) != (len(specs), k, d):
+                raise ValueError(
+                    f"tokens of shape {tuple(tokens.shape)} should be ({len(specs)}, {k}, {d})"
+                )
+            if not torch.isfinite(tokens).all():
+                raise ValueError("tokens contain NaN or infinite values")
+        if identities is not None:
+            if len(identities) != len(specs):
+                raise ValueError(
+                    f"{len(identities)} identity maps given for {len(specs)} keyframes"
+                )
+            slots = self.condition_encoder.config.slots
+            for i, (spec, given) in enumerate(zip(specs, identities, strict=True)):
+                for character in spec.characters[:slots]:
+                    if character.id not in given:
+                        raise ValueError(
+                            f"keyframe {i}: no identity embedding for character {character.id!r}"
+                        )
+                    shape = tuple(torch.as_tensor(given[character.id]).shape)
+                    if shape != (self.identity_dim,):
+                        raise ValueError(
+                            f"keyframe {i}: identity of {character.id!r} has shape {shape}, "
+                            f"expected ({self.identity_dim},)"
+                        )
+
+    def _identity_tensor(self, specs, identities) -> tuple[torch.Tensor, torch.Tensor]:
+        slots = self.condition_encoder.config.slots
+        out = torch.zeros(len(specs), slots, self.identity_dim)
+        have = torch.zeros(len(specs), slots, dtype=torch.bool)
+        if identities is not None:
+            for i, (spec, given) in enumerate(zip(specs, identities, strict=True)):
+                for k, character in enumerate(spec.characters[:slots]):
+                    out[i, k] = torch.as_tensor(given[character.id], dtype=torch.float32)
+                    have[i, k] = True
+        return out, have
+
+    def _conditions(self, specs, tokens, identities, guidance) -> tuple[torch.Tensor, list]:
+        """The condition sequences of every branch needed, stacked, and their coefficients."""
+        device = self._execution_device
+        b = len(specs)
+        names = (
+            ["spec"] + ["identity"] * (identities is not None) + ["tokens"] * (tokens is not None)
+        )
+        g = [float(guidance.get(n, 1.0)) for n in names]  # g_1 .. g_top
+        coef = [1.0 - g[0]] + [g[k] - g[k + 1] for k in range(len(g) - 1)] + [g[-1]]
+        spec = torch.stack([spec_indices(s, self.condition_encoder.config.slots) for s in specs])
+        ident, have = self._identity_tensor(specs, identities)
+        blocks, used = [], []
+        for level, c in enumerate(coef):  # level 0: nothing; 1: +spec; 2: +identity; 3: +tokens
+            if c == 0.0:
+                continue
+            on = set(names[:level])
+            keep_tokens = torch.full((b,), "tokens" in on)
+            keep_identity = have & ("identity" in on)
+            keep_spec = torch.full((b,), "spec" in on)
+            enc = self.condition_encoder
+            blocks.append(
+                enc(
+                    None if tokens is None else tokens.to(device, enc.dtype),
+                    ident.to(device, enc.dtype),
+                    spec.to(device),
+                    keep_tokens.to(device),
+                    keep_identity.to(device),
+                    keep_spec.to(device),
+                )
+            )
+            used.append(c)
+        return torch.cat(blocks), used
+
+    # -- sampling -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        specs: KeyframeSpec | Sequence[KeyframeSpec],
+        tokens: torch.Tensor | None = None,
+        identities: Sequence[Mapping[str, torch.Tensor]] | None = None,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance: Mapping[str, float] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> KeyframePipelineOutput | tuple:
+        """Draw one keyframe per spec.
+
+        Args:
+            specs: What each keyframe shows.
+            tokens: (B, K, d) keyframe tokens (from `encode` or the planner), or None to draw
+                from spec + identities alone.
+            identities: Per keyframe, character id -> identity embedding (D,) for every
+                character of its spec; None to draw from the spec alone (a new character's
+                portrait).
+            num_inference_steps: Denoising steps.
+            guidance: Scale per condition, keys "spec", "identity", "tokens" (default 1.0 each).
+            generator: A torch.Generator (or one per keyframe) for determinism.
+            output_type: "np" (uint8 (B, H, W, 3)), "pil" or "pt" (float (B, 3, H, W) in [0, 1]).
+            callback_on_step_end: Called as fn(pipe, step, timestep, kwargs) after each step;
+                it may return {"latents": ...} to replace the sample.
+        """
+        if isinstance(specs, KeyframeSpec):
+            specs = [specs]
+        specs = list(specs)
+        if not specs:
+            raise ValueError("no keyframes to draw: specs is empty")
+        if output_type not in ("np", "pil", "pt"):
+            raise ValueError(f"output_type {output_type!r} is not one of np, pil, pt")
+        unknown = set(guidance or {}) - set(BRANCHES)
+        if unknown:
+            raise ValueError(f"unknown guidance keys {sorted(unknown)}; use {list(BRANCHES)}")
+        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback tensor input {name!r} is not one of ['latents']")
+        self.check_inputs(specs, tokens, identities, height, width)
+        guidance = {**DEFAULT_GUIDANCE, **(guidance or {})}
+        device = self._execution_device
+        b, r = len(specs), self.resolution
+
+        conditions, coef = self._conditions(specs, tokens, identities, guidance)
+        n_branch = len(coef)
+        dtype = self.transformer.dtype
+        conditions = conditions.to(dtype)
+
+        shape = (b, self.transformer.config.in_channels, r, r)
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents of shape {tuple(latents.shape)} should be {shape}")
+        else:
+            latents = latents.to(device, torch.float32)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = latents * self.scheduler.init_noise_sigma
+        timesteps = self.scheduler.timesteps
+        added = {"resolution": None, "aspect_ratio": None}
+        weights = torch.tensor(coef, device=device, dtype=torch.float32).view(n_branch, 1, 1, 1, 1)
+        with self.progress_bar(total=len(timesteps)) as progress:
+            for i, t in enumerate(timesteps):
+                x = self.scheduler.scale_model_input(latents, t)
+                x = x.repeat(n_branch, 1, 1, 1).to(dtype)
+                step = torch.as_tensor(t, device=device).expand(len(x))
+                pred = self.transformer(
+                    x,
+                    encoder_hidden_states=conditions,
+                    timestep=step,
+                    added_cond_kwargs=added,
+                    return_dict=False,
+                )[0].float()
+                pred = (pred.view(n_branch, b, *pred.shape[1:]) * weights).sum(0)
+                latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    local = {"latents": latents}
+                    kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
+                    out = callback_on_step_end(self, i, t, kwargs) or {}
+                    latents = out.get("latents", latents)
+                progress.update()
+
+        images = (latents.clamp(-1, 1) + 1) / 2
+        self.maybe_free_model_hooks()
+        if output_type == "pt":
+            result = images.cpu()
+        else:
+            arrays = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            result = arrays if output_type == "np" else [PIL.Image.fromarray(a) for a in arrays]
+        if not return_dict:
+            return (result,)
+        return KeyframePipelineOutput(images=result)
+
+
+def make_pipeline(
+    resolution: int = 64,
+    token_count: int = 2,
+    token_dim: int = 32,
+    identity_dim: int = 64,
+    slots: int = 4,
+    layers: int = 6,
+    heads: int = 4,
+    head_dim: int = 64,
+    patch_size: int = 4,
+    encoder_width: int = 64,
+    condition_width: int = 128,
+) -> KeyframePipeline:
+    """A freshly initialised pipeline of the given size (the training script's starting point,
+    and the tests' tiny models)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    transformer = PixArtTransformer2DModel(
+        sample_size=resolution,
+        in_channels=3,
+        out_channels=3,
+        patch_size=patch_size,
+        num_layers=layers,
+        num_attention_heads=heads,
+        attention_head_dim=head_dim,
+        cross_attention_dim=heads * head_dim,
+        caption_channels=condition_width,
+        norm_type="ada_norm_single",
+        use_additional_conditions=False,
+    )
+    return KeyframePipeline(
+        keyframe_encoder=KeyframeEncoder(resolution, encoder_width, token_count, token_dim),
+        condition_encoder=ConditionEncoder(
+            token_count, token_dim, identity_dim, slots, condition_width
+        ),
+        transformer=transformer,
+        scheduler=DPMSolverMultistepScheduler(**SCHEDULER),
+    )
+
+
+SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "squaredcos_cap_v2",
+    "prediction_type": "v_prediction",
+    "solver_order": 2,
+    "lower_order_final": True,
+    "final_sigmas_type": "zero",
+}
+
+
+def load_keyframe_pipeline(path: str | Path | None = None, device: str = "cpu") -> KeyframePipeline:
+    """The keyframe pipeline from a `save_pretrained` folder; the shipped one by default."""
+    from reelsmith.errors import InputError
+
+    folder = Path(path) if path is not None else WEIGHTS
+    if not (folder / "model_index.json").is_file():
+        raise InputError(f"{folder}: no keyframe pipeline there (model_index.json is missing)")
+    pipe = KeyframePipeline.from_pretrained(folder, dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
