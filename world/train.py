@@ -208,11 +208,15 @@ def evaluate_identity(model, held: dict, gallery, held_out, device) -> dict:
 # -- keyframe pipeline -------------------------------------------------------------------
 
 
-def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log):
+def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, init=None):
     from diffusers import DDPMScheduler
 
     t = cfg["train"]
-    pipe = make_pipeline(**cfg["model"])
+    if init:
+        pipe = KeyframePipeline.from_pretrained(init, dtype=torch.float32)
+        log(f"keyframes: starting from {init}")
+    else:
+        pipe = make_pipeline(**cfg["model"])
     parts = torch.nn.ModuleDict(
         {
             "keyframe_encoder": pipe.keyframe_encoder,
@@ -246,8 +250,12 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log):
     b = t["batch"]
     n_portrait = int(b * t["portrait_fraction"])
     added = {"resolution": None, "aspect_ratio": None}
+    forward = parts["transformer"]
+    if t.get("compile") and device.type == "cuda":
+        forward = torch.compile(parts["transformer"])
+    stop = t.get("stop_after") or t["steps"]
     losses, started = [], time.time()
-    for step in range(t["steps"]):
+    for step in range(min(stop, t["steps"])):
         set_lr(opt, lr_at(step, t["steps"], t["lr"], t["warmup"]))
         idx = torch.cat(
             [
@@ -286,13 +294,15 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log):
                 tokens.shape, device=device, generator=g
             )
             cond = parts["condition_encoder"](tokens, emb, s, keep_tokens, keep_identity, keep_spec)
-            pred = parts["transformer"](
-                xt,
-                encoder_hidden_states=cond,
-                timestep=steps_t,
-                added_cond_kwargs=added,
-                return_dict=False,
-            )[0]
+            kwargs = {"encoder_hidden_states": cond, "timestep": steps_t}
+            try:
+                pred = forward(xt, added_cond_kwargs=added, return_dict=False, **kwargs)[0]
+            except Exception as exc:  # a compile failure: train eagerly instead
+                if forward is parts["transformer"]:
+                    raise
+                log(f"keyframes: torch.compile failed ({type(exc).__name__}); running eagerly")
+                forward = parts["transformer"]
+                pred = forward(xt, added_cond_kwargs=added, return_dict=False, **kwargs)[0]
         loss = F.mse_loss(pred.float(), v)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -401,11 +411,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     parser.add_argument("--identity", type=Path, help="identity encoder folder (keyframes)")
+    parser.add_argument("--init", type=Path, help="keyframes: start from this pipeline folder")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     cfg = load_config(args.model, args.config, args.set)
     device = torch.device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg["train"]["seed"])
     args.out.mkdir(parents=True, exist_ok=True)
     started, lines = time.time(), []
@@ -426,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         encoder = load_identity_encoder(args.identity).to(device)
         embeddings = encoder.embed(portraits(64).numpy())
-        pipe, record = train_keyframes(cfg, data, held, embeddings, device, log)
+        init = args.init or cfg["train"].get("init")
+        pipe, record = train_keyframes(cfg, data, held, embeddings, device, log, init)
         pipe.keyframe_encoder.to(torch.float16)
         pipe.condition_encoder.to(torch.float16)
         pipe.transformer.to(torch.float16)
