@@ -67,7 +67,7 @@ def to_pixels(image: np.ndarray, resolution: int) -> torch.Tensor:
         raise ValueError(
             f"an identity image must be uint8 (H, W, 3); got {image.dtype} {tuple(image.shape)}"
         )
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0
+    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).float() / 127.5 - 1.0
     if x.shape[1:] != (resolution, resolution):
         x = F.interpolate(x[None], (resolution, resolution), mode="area")[0]
     return x

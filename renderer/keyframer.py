@@ -49,3 +49,79 @@ class Keyframer(Protocol):
     def portrait(self, character: CharacterSpec, seed: int) -> np.ndarray:
         """A new character's reference portrait from its looks/description, uint8 (H, W, 3)."""
         ...
+
+
+class BuiltinKeyframer:
+    """The keyframe interface over the trained `KeyframePipeline`.
+
+    Identity comes from each character's identity-encoder embedding (`encoder` names it in
+    `IdentityReference.embeddings`); the looks in the spec come from the cast. Guidance per
+    kind of drawing was chosen on held-out storyworld keyframes (see `renderer/README.md`).
+    """
+
+    name = "builtin"
+
+    def __init__(
+        self,
+        pipeline=None,
+        *,
+        steps: int | None = None,
+        guidance: Mapping[str, float] | None = None,
+        portrait_guidance: Mapping[str, float] | None = None,
+        encoder: str = "reelsmith-identity-v1",
+        device: str = "cpu",
+    ) -> None:
+        from reelsmith.renderer.keyframe_pipeline import (
+            DEFAULT_GUIDANCE,
+            DEFAULT_STEPS,
+            PORTRAIT_GUIDANCE,
+            load_keyframe_pipeline,
+        )
+
+        self.pipe = pipeline if pipeline is not None else load_keyframe_pipeline(device=device)
+        self.steps = steps or DEFAULT_STEPS
+        self.guidance = dict(guidance or DEFAULT_GUIDANCE)
+        self.portrait_guidance = dict(portrait_guidance or PORTRAIT_GUIDANCE)
+        self.encoder = encoder
+
+    @property
+    def resolution(self) -> int:
+        return self.pipe.resolution
+
+    def _generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
+        return [torch.Generator(self.pipe.device).manual_seed(int(s)) for s in seeds]
+
+    def draw(self, specs, identities, seeds, tokens=None) -> np.ndarray:
+        specs = list(specs)
+        if len(seeds) != len(specs) or len(identities) != len(specs):
+            raise ValueError(
+                f"{len(specs)} specs need as many seeds and identity maps; "
+                f"got {len(seeds)} seeds and {len(identities)} identity maps"
+            )
+        embeddings = []
+        for spec, given in zip(specs, identities, strict=True):
+            row = {}
+            for character in spec.characters:
+                reference = given.get(character.id)
+                if reference is None or self.encoder not in reference.embeddings:
+                    raise ValueError(
+                        f"character {character.id!r} has no {self.encoder} identity embedding"
+                    )
+                row[character.id] = reference.embeddings[self.encoder]
+            embeddings.append(row)
+        return self.pipe(
+            specs,
+            tokens=tokens,
+            identities=embeddings,
+            num_inference_steps=self.steps,
+            guidance=self.guidance,
+            generator=self._generators(seeds),
+        ).images
+
+    def portrait(self, character: CharacterSpec, seed: int) -> np.ndarray:
+        return self.pipe(
+            KeyframeSpec.portrait(character),
+            num_inference_steps=self.steps,
+            guidance=self.portrait_guidance,
+            generator=self._generators([seed]),
+        ).images[0]

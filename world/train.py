@@ -326,7 +326,7 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         scheduler=pipe.scheduler,
     )
     trained.set_progress_bar_config(disable=True)
-    numbers = evaluate_keyframes(trained, held, embeddings, device)
+    numbers = evaluate_keyframes(trained, held, embeddings, device, t.get("eval_count", 256))
     log(f"keyframes held-out: {json.dumps(numbers)}")
     return trained, {
         "losses": losses[:: max(1, len(losses) // 400)],
@@ -340,7 +340,9 @@ def evaluate_keyframes(
     pipe: KeyframePipeline, held: dict, embeddings, device, n: int = 256
 ) -> dict:
     """Pixel error of encode -> decode on held-out keyframes (the judges' numbers are in
-    `benchmarks/keyframes_quality.py`; no product model is trained or selected on them)."""
+    `benchmarks/keyframes_quality.py`; no product model is trained or selected on them).
+    At most the first `n` held-out keyframes are decoded."""
+    n = min(n, len(held["images"]))
     images = held["images"][:n]
     tokens = pipe.encode(images.to(device))
     slots = pipe.condition_encoder.config.slots

@@ -1,0 +1,158 @@
+"""The training script end to end on tiny models and datasets: both models, in-process."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from reelsmith.memory.identity import IdentityEncoder, load_identity_encoder
+from reelsmith.renderer.keyframe_pipeline import (
+    KeyframePipeline,
+    load_keyframe_pipeline,
+    make_pipeline,
+)
+from reelsmith.renderer.keyframes import KeyframeSpec
+from reelsmith.world import train
+
+TINY_DATA = [
+    "data.train.count=64",
+    "data.held_out.count=32",
+    "data.train.shard_size=64",
+    "data.held_out.shard_size=32",
+    "train.steps=2",
+    "train.batch=8",
+    "train.warmup=1",
+]
+TINY_IDENTITY = ["model.resolution=16", "model.width=8", "model.dim=8"]
+TINY_KEYFRAMES = [
+    "data.train.resolution=32",  # the model's resolution: portraits and frames are stacked
+    "data.held_out.resolution=32",
+    "model.resolution=32",
+    "model.identity_dim=8",  # the tiny identity encoder's dim
+    "model.layers=1",
+    "model.heads=2",
+    "model.head_dim=8",
+    "model.encoder_width=8",
+    "model.condition_width=16",
+    "model.token_dim=4",
+    "train.eval_count=4",
+]
+
+
+def run(model: str, out: Path, data: Path, overrides: list[str], *extra: str) -> None:
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    argv = [model, "--out", str(out), "--data", str(data), "--device", "cpu", "--workers", "1"]
+    train.main([*argv, *sets, *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train")
+    data = root / "data"
+    run("identity", root / "identity", data, TINY_DATA + TINY_IDENTITY)
+    run(
+        "keyframes",
+        root / "keyframes",
+        data,
+        TINY_DATA + TINY_KEYFRAMES,
+        "--identity",
+        str(root / "identity"),
+    )
+    return {"identity": root / "identity", "keyframes": root / "keyframes", "data": data}
+
+
+def weight_files(folder: Path) -> list[Path]:
+    files = sorted(folder.rglob("*.safetensors"))
+    assert files, folder
+    return files
+
+
+def assert_float16(folder: Path) -> None:
+    for path in weight_files(folder):
+        with safe_open(path, "pt") as f:
+            names = f.keys()  # a list: safe_open is not a mapping
+            assert names, path
+            for name in names:
+                assert f.get_tensor(name).dtype == torch.float16, (path, name)
+
+
+def read_log(folder: Path) -> dict:
+    log = json.loads((folder / "train_log.json").read_text("utf-8"))
+    assert len(log["losses"]) == 2 and all(math.isfinite(x) for x in log["losses"])
+    assert log["device"] == "cpu" and log["commit"]
+    assert (folder / "train.log").read_text("utf-8").strip()
+    return log
+
+
+def test_identity_run_saves_a_float16_encoder_and_its_log(trained):
+    folder = trained["identity"]
+    assert_float16(folder)
+    encoder = IdentityEncoder.from_pretrained(folder)
+    assert (encoder.config.resolution, encoder.config.width, encoder.config.dim) == (16, 8, 8)
+    assert load_identity_encoder(folder).dtype == torch.float32
+    log = read_log(folder)
+    assert log["config"]["train"]["steps"] == 2 and log["config"]["model"]["dim"] == 8
+    held = log["held_out"]
+    assert held["crops"] > 0 and held["held_out_identities"] == 108  # every tenth of 1,080
+    for key in ("held_out_top1_of_1080", "trained_top1_of_1080", "held_out_top1_among_held_out"):
+        assert key in held
+
+
+def test_keyframes_run_saves_a_float16_pipeline_and_its_log(trained):
+    folder = trained["keyframes"]
+    assert_float16(folder)
+    assert {p.parent.name for p in weight_files(folder)} == {
+        "keyframe_encoder",
+        "condition_encoder",
+        "transformer",
+    }
+    pipe = KeyframePipeline.from_pretrained(folder)
+    assert pipe.resolution == 32 and pipe.token_shape == (2, 4) and pipe.identity_dim == 8
+    assert pipe.transformer.config.num_layers == 1
+    pipe = load_keyframe_pipeline(folder)  # float32, and it draws
+    image = pipe(KeyframeSpec("forest"), num_inference_steps=1).images
+    assert image.shape == (1, 32, 32, 3)
+    log = read_log(folder)
+    assert log["steps_run"] == 2
+    assert log["config"]["model"]["layers"] == 1 and log["config"]["train"]["eval_count"] == 4
+    held = log["held_out"]
+    assert held["n"] == 4 and held["slots"] == 4
+    assert held["reconstruction_mse"] > 0 and math.isfinite(held["reconstruction_psnr"])
+
+
+def test_both_runs_share_one_dataset_folder(trained):
+    names = sorted(p.name for p in trained["data"].iterdir())
+    # identity at 64 pixels, keyframes at 32: one train and one held-out set each
+    assert names == [
+        "keyframes-32-s7777-r32",
+        "keyframes-32-s7777-r64",
+        "keyframes-64-s1-r32",
+        "keyframes-64-s1-r64",
+    ]
+
+
+def test_keyframe_evaluation_caps_n_at_the_held_out_keyframes():
+    torch.manual_seed(0)
+    pipe = make_pipeline(
+        resolution=16,
+        token_dim=4,
+        identity_dim=8,
+        slots=2,
+        layers=1,
+        heads=2,
+        head_dim=8,
+        encoder_width=8,
+        condition_width=16,
+    )
+    held = {
+        "images": torch.zeros(3, 16, 16, 3, dtype=torch.uint8),
+        "spec": torch.zeros(3, 4 + 6 * 2, dtype=torch.long),
+        "identity": torch.tensor([[0, -1], [1, 2], [-1, -1]]),
+    }
+    numbers = train.evaluate_keyframes(pipe, held, torch.randn(3, 8), torch.device("cpu"))
+    assert numbers["n"] == 3 and math.isfinite(numbers["reconstruction_mse"])
