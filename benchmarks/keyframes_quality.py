@@ -31,9 +31,10 @@ import torch
 from reelsmith.evaluation.judges import judge_frames, load_judge
 from reelsmith.memory.identity import load_identity_encoder
 from reelsmith.renderer.keyframe_pipeline import DEFAULT_STEPS, load_keyframe_pipeline
-from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec
+from reelsmith.renderer.keyframes import KeyframeSpec
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity
+from reelsmith.world.train import record_spec
 
 MIN_PIXELS = 60
 
@@ -50,18 +51,8 @@ def load_items(folder: Path) -> list[dict]:
     items = []
     for item in read(folder):
         r = item["record"]
-        shot = r["shot"]
-        actions = {b["character"]: b["action"] for b in shot["blocking"]}
-        ids = {c: Identity.from_index(r["identities"][c]) for c in shot["characters"]}
-        spec = KeyframeSpec(
-            location=r["scene"]["location"],
-            time=r["scene"]["time"],
-            size=shot["size"],
-            camera=shot["camera"],
-            characters=tuple(
-                CharacterSpec(c, ids[c].to_dict(), actions.get(c)) for c in shot["characters"]
-            ),
-        )
+        spec = record_spec(r)
+        ids = {c: Identity.from_index(r["identities"][c]) for c in r["shot"]["characters"]}
         visible = {v["id"] for v in r["labels"]["frames"][0] if v["pixels"] >= MIN_PIXELS}
         items.append(
             {

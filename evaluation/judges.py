@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reelsmith.memory.identity import crop_boxes
 from reelsmith.planner import vocabulary
 from reelsmith.planner.screenplay import CameraMove, ShotSize, TimeOfDay
 from reelsmith.world.identity import ACCESSORIES, COLOURS, PATTERNS, SHAPES, Identity
@@ -171,20 +172,7 @@ class IdentityEmbedder(nn.Module):
 def crops(frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Square crops around boxes: uint8 frames (B, H, W, 3), boxes (B, 4) as x0, y0, x1, y1
     in pixels -> (B, 3, CROP, CROP) in [-1, 1]."""
-    h, w = frames.shape[1:3]
-    x0, y0, x1, y1 = boxes.float().unbind(-1)
-    side = torch.maximum(torch.maximum(x1 - x0, y1 - y0), torch.full_like(x0, 4.0)) * 1.1
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    zero = torch.zeros_like(side)
-    theta = torch.stack(
-        [
-            torch.stack([side / w, zero, 2 * cx / w - 1], -1),
-            torch.stack([zero, side / h, 2 * cy / h - 1], -1),
-        ],
-        1,
-    )  # (B, 2, 3)
-    grid = F.affine_grid(theta, [len(frames), 3, CROP, CROP], align_corners=False)
-    return F.grid_sample(to_input(frames), grid, align_corners=False, padding_mode="border")
+    return crop_boxes(frames, boxes, CROP)
 
 
 class ClipEncoder(nn.Module):

@@ -56,24 +56,29 @@ def build_data(folder: Path, spec: dict, workers: int, log) -> Path:
     return out
 
 
+def record_spec(record: dict) -> KeyframeSpec:
+    """The spec of a keyframes-dataset record, every character with its full looks."""
+    shot = record["shot"]
+    actions = {b["character"]: b["action"] for b in shot["blocking"]}
+    return KeyframeSpec(
+        location=record["scene"]["location"],
+        time=record["scene"]["time"],
+        size=shot["size"],
+        camera=shot["camera"],
+        characters=tuple(
+            CharacterSpec(c, Identity.from_index(record["identities"][c]).to_dict(), actions.get(c))
+            for c in shot["characters"]
+        ),
+    )
+
+
 def load_keyframes(folder: Path, slots: int) -> dict:
     """A keyframes dataset as arrays: images, spec indices, identity per slot, objects."""
     images, specs, slot_ids, objects = [], [], [], []
     for n, item in enumerate(read(folder)):
         r = item["record"]
-        shot = r["shot"]
-        actions = {b["character"]: b["action"] for b in shot["blocking"]}
-        ids = [r["identities"][c] for c in shot["characters"]]
-        spec = KeyframeSpec(
-            location=r["scene"]["location"],
-            time=r["scene"]["time"],
-            size=shot["size"],
-            camera=shot["camera"],
-            characters=tuple(
-                CharacterSpec(c, Identity.from_index(i).to_dict(), actions.get(c))
-                for c, i in zip(shot["characters"], ids, strict=True)
-            ),
-        )
+        spec = record_spec(r)
+        ids = [r["identities"][c] for c in r["shot"]["characters"]]
         images.append(item["images"])
         specs.append(spec_indices(spec, slots))
         slot_ids.append((ids + [-1] * slots)[:slots])
