@@ -38,6 +38,44 @@ def _register_subcommands() -> None:
     app.add_typer(eval_app, name="eval")
 
 
+@app.command()
+def portrait(
+    description: str = typer.Argument(..., help='Looks, e.g. "a red fox with a crown".'),
+    output: Path = typer.Option(..., "--output", "-o", help="PNG to write (atomically)."),
+    name: str = typer.Option(
+        "someone", "--name", help="The character's name (sets unnamed looks)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Same description, name and seed: same portrait."),
+    scale: int = typer.Option(4, "--scale", help="Enlarge the 64x64 portrait this many times."),
+) -> None:
+    """Draw a character's reference portrait from a description, with the built-in models."""
+    import io as _io
+
+    from PIL import Image
+
+    from reelsmith.atomic import write_bytes_atomic
+    from reelsmith.planner.screenplay import Character, slugify
+    from reelsmith.renderer.keyframer import BuiltinKeyframer
+    from reelsmith.renderer.keyframes import CharacterSpec
+    from reelsmith.world.identity import identity_for
+
+    if not description.strip():
+        raise InputError("the description is empty")
+    if not 1 <= scale <= 16:
+        raise InputError(f"--scale must be between 1 and 16, got {scale}")
+    if output.suffix.lower() != ".png":
+        raise InputError(f"{output}: the portrait is written as PNG; name it .png")
+    character = Character(id=slugify(name) or "someone", name=name, description=description)
+    looks = identity_for(character).to_dict()
+    spec = CharacterSpec(character.id, looks, None, description)
+    image = BuiltinKeyframer().portrait(spec, seed)
+    picture = Image.fromarray(image).resize((64 * scale, 64 * scale), Image.NEAREST)
+    buffer = _io.BytesIO()
+    picture.save(buffer, format="PNG")
+    write_bytes_atomic(output, buffer.getvalue())
+    print(" ".join(f"{k}={v}" for k, v in looks.items()))
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"reelsmith {__version__}")

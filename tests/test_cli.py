@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from reelsmith.planner.screenplay import Screenplay
@@ -259,3 +260,32 @@ def test_deeply_nested_yaml(tmp_path):
     path = tmp_path / "deep.yaml"
     path.write_text("[" * 5000)
     assert_clean_failure(run("script", "--from", str(path)), "deep.yaml")
+
+
+def test_portrait_draws_the_described_looks(tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "fox.png"
+    first = run(
+        "portrait", "a red fox with a crown", "--name", "Mara", "-o", str(out), "--scale", "2"
+    )
+    assert first.returncode == 0, first.stderr
+    assert "shape=pointed colour=red accessory=crown" in first.stdout
+    assert first.stderr == ""  # no progress bars, no warnings
+    picture = np.array(Image.open(out))
+    assert picture.shape == (128, 128, 3)
+    # the body is red: many strongly red pixels, on the plain grey ground
+    red = (picture[..., 0] > 170) & (picture[..., 1] < 110) & (picture[..., 2] < 110)
+    assert red.mean() > 0.05
+    again = tmp_path / "again.png"
+    run("portrait", "a red fox with a crown", "--name", "Mara", "-o", str(again), "--scale", "2")
+    assert out.read_bytes() == again.read_bytes()
+
+
+def test_portrait_bad_input_leaves_output_alone(tmp_path):
+    out = tmp_path / "keep.png"
+    out.write_bytes(b"old")
+    assert_clean_failure(run("portrait", "  ", "-o", str(out)), "description is empty")
+    assert_clean_failure(run("portrait", "a fox", "-o", str(out), "--scale", "0"), "--scale")
+    assert_clean_failure(run("portrait", "a fox", "-o", str(tmp_path / "x.jpg")), "PNG")
+    assert out.read_bytes() == b"old"
