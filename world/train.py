@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reelsmith.errors import InputError
 from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
 from reelsmith.renderer.keyframe_pipeline import SCHEDULER, KeyframePipeline, make_pipeline
 from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec, spec_indices
@@ -201,11 +202,14 @@ def evaluate_identity(model, held: dict, gallery, held_out, device) -> dict:
         ("held_out", held_out.to(device)[truth]),
         ("trained", ~held_out.to(device)[truth]),
     ):
-        out[f"{name}_top1_of_1080"] = float((nearest_all[mask] == truth[mask]).float().mean())
+        out[f"{name}_crops"] = int(mask.sum())
+        if mask.any():  # a tiny held-out set may hold none of one kind
+            out[f"{name}_top1_of_1080"] = float((nearest_all[mask] == truth[mask]).float().mean())
     held_ix = held_out.nonzero()[:, 0].to(device)
     mask = held_out.to(device)[truth]
-    sub = (query[mask] @ bank[held_ix].T).argmax(1)
-    out["held_out_top1_among_held_out"] = float((held_ix[sub] == truth[mask]).float().mean())
+    if mask.any():
+        sub = (query[mask] @ bank[held_ix].T).argmax(1)
+        out["held_out_top1_among_held_out"] = float((held_ix[sub] == truth[mask]).float().mean())
     out["held_out_identities"] = int(held_out.sum())
     return out
 
@@ -239,7 +243,13 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
     alphas = noise_sched.alphas_cumprod.to(device)
     slots = pipe.condition_encoder.config.slots
     n_scene = 4
-    images = torch.cat([data["images"], portraits(cfg["model"]["resolution"])]).to(device)
+    resolution = pipe.resolution
+    if tuple(data["images"].shape[1:3]) != (resolution, resolution):
+        raise InputError(
+            f"the data's keyframes are {tuple(data['images'].shape[1:3])} pixels but the model's "
+            f"resolution is {resolution}; set data.*.resolution to match"
+        )
+    images = torch.cat([data["images"], portraits(resolution)]).to(device)
     spec = torch.cat([data["spec"], portrait_specs(slots)]).to(device)
     ident = torch.cat(
         [
@@ -463,4 +473,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from reelsmith.errors import ReelsmithError
+
+    try:
+        main()
+    except ReelsmithError as exc:
+        raise SystemExit(f"reelsmith.world.train: error: {exc}") from None
