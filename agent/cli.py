@@ -46,12 +46,13 @@ def portrait(
         "someone", "--name", help="The character's name (sets unnamed looks)."
     ),
     seed: int = typer.Option(0, "--seed", help="Same description, name and seed: same portrait."),
-    scale: int = typer.Option(4, "--scale", help="Enlarge the 64x64 portrait this many times."),
+    scale: int = typer.Option(4, "--scale", help="Enlarge the portrait this many times."),
 ) -> None:
     """Draw a character's reference portrait from a description, with the built-in models."""
     import io as _io
 
     from PIL import Image
+    from pydantic import ValidationError
 
     from reelsmith.atomic import write_bytes_atomic
     from reelsmith.planner.screenplay import Character, slugify
@@ -65,11 +66,16 @@ def portrait(
         raise InputError(f"--scale must be between 1 and 16, got {scale}")
     if output.suffix.lower() != ".png":
         raise InputError(f"{output}: the portrait is written as PNG; name it .png")
-    character = Character(id=slugify(name) or "someone", name=name, description=description)
+    try:
+        character = Character(id=slugify(name) or "someone", name=name, description=description)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise InputError(f"{problem['loc'][0]}: {problem['msg']}") from None
     looks = identity_for(character).to_dict()
     spec = CharacterSpec(character.id, looks, None, description)
     image = BuiltinKeyframer().portrait(spec, seed)
-    picture = Image.fromarray(image).resize((64 * scale, 64 * scale), Image.NEAREST)
+    side = image.shape[0] * scale
+    picture = Image.fromarray(image).resize((side, side), Image.NEAREST)
     buffer = _io.BytesIO()
     picture.save(buffer, format="PNG")
     write_bytes_atomic(output, buffer.getvalue())

@@ -13,7 +13,7 @@ three, the guided prediction is
     e0 + g_spec (e1 - e0) + g_identity (e2 - e1) + g_tokens (e3 - e2)
 
 and only the branches whose coefficient is not zero are computed (all scales 1: one branch).
-A condition that is not given (no tokens, or no identities) ends the chain below it.
+A condition that is not given (no tokens, or no identities) is left out of the chain.
 
     pipe = KeyframePipeline.from_pretrained(folder)
     tokens = pipe.encode(images)                         # (B, K, d)
@@ -110,8 +110,18 @@ class KeyframePipeline(DiffusionPipeline):
 
     # -- conditions -----------------------------------------------------------------------
 
-    def check_inputs(self, specs, tokens, identities, height, width) -> None:
+    def check_inputs(self, specs, tokens, identities, height, width, steps, generator) -> None:
         r = self.resolution
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {steps!r}")
+        if isinstance(generator, list) and len(generator) != len(specs):
+            raise ValueError(f"{len(generator)} generators given for {len(specs)} keyframes")
+        if tokens is not None and not torch.is_tensor(tokens):
+            raise ValueError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
+        if identities is not None and not all(isinstance(i, Mapping) for i in identities):
+            raise ValueError(
+                "identities must be one mapping (character id -> embedding) per keyframe"
+            )
         for name, value in (("height", height), ("width", width)):
             if value is not None and value != r:
                 raise ValueError(f"{name} {value} is not this model's resolution {r}")
@@ -237,7 +247,7 @@ class KeyframePipeline(DiffusionPipeline):
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback tensor input {name!r} is not one of ['latents']")
-        self.check_inputs(specs, tokens, identities, height, width)
+        self.check_inputs(specs, tokens, identities, height, width, num_inference_steps, generator)
         guidance = {**DEFAULT_GUIDANCE, **(guidance or {})}
         device = self._execution_device
         b, r = len(specs), self.resolution

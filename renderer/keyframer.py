@@ -8,8 +8,8 @@ character's reference portrait from its description. Two implement it:
 - `renderer.pretrained.PretrainedKeyframer`: any diffusers text-to-image pipeline, with
   IP-Adapter fed the characters' reference images (or their cached image embeddings).
 
-Seeds: `draw` and `portrait` take a seed per keyframe, so a keyframe's pixels depend only on its
-own inputs, not on what else is in the batch.
+Seeds: `draw` and `portrait` take a seed per keyframe; each keyframe's noise comes from its own
+seed on the CPU, so it is the same whatever else is in the batch and whichever device draws.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class BuiltinKeyframer:
         )
 
         self.pipe = pipeline if pipeline is not None else load_keyframe_pipeline(device=device)
-        self.steps = steps or DEFAULT_STEPS
+        self.steps = DEFAULT_STEPS if steps is None else steps
         self.guidance = dict(guidance or DEFAULT_GUIDANCE)
         self.portrait_guidance = dict(portrait_guidance or PORTRAIT_GUIDANCE)
         self.encoder = encoder
@@ -89,7 +89,7 @@ class BuiltinKeyframer:
         return self.pipe.resolution
 
     def _generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
-        return [torch.Generator(self.pipe.device).manual_seed(int(s)) for s in seeds]
+        return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
 
     def draw(self, specs, identities, seeds, tokens=None) -> np.ndarray:
         specs = list(specs)

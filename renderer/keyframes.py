@@ -209,6 +209,8 @@ class KeyframeEncoder(ModelMixin, ConfigMixin):
         self, resolution: int = 64, width: int = 64, token_count: int = 2, token_dim: int = 32
     ) -> None:
         super().__init__()
+        if resolution < 8 or resolution & (resolution - 1):
+            raise ValueError(f"resolution must be a power of two >= 8, got {resolution}")
         w = width
         layers, c, size = [nn.Conv2d(3, w, 3, 1, 1), nn.SiLU()], w, resolution
         while size > 8:

@@ -288,4 +288,5 @@ def test_portrait_bad_input_leaves_output_alone(tmp_path):
     assert_clean_failure(run("portrait", "  ", "-o", str(out)), "description is empty")
     assert_clean_failure(run("portrait", "a fox", "-o", str(out), "--scale", "0"), "--scale")
     assert_clean_failure(run("portrait", "a fox", "-o", str(tmp_path / "x.jpg")), "PNG")
+    assert_clean_failure(run("portrait", "a fox", "--name", "", "-o", str(out)), "name")
     assert out.read_bytes() == b"old"

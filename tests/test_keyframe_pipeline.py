@@ -27,6 +27,7 @@ from reelsmith.renderer.keyframes import (
     TRAITS,
     CharacterSpec,
     ConditionEncoder,
+    KeyframeEncoder,
     KeyframeSpec,
     spec_indices,
 )
@@ -176,12 +177,21 @@ def test_per_keyframe_generators_do_not_depend_on_the_batch(pipe):
         ({"guidance": {"style": 2.0}}, "'style'"),
         ({"output_type": "latent"}, "'latent'"),
         ({"latents": torch.zeros(1, 3, 8, 8)}, "(1, 3, 8, 8)"),
+        ({"num_inference_steps": 0}, "num_inference_steps must be an integer >= 1, got 0"),
+        ({"generator": [torch.Generator(), torch.Generator()]}, "2 generators"),
+        ({"tokens": np.zeros((1, 2, 4), np.float32)}, "ndarray"),
+        ({"identities": [torch.zeros(8)]}, "one mapping"),
     ],
 )
 def test_bad_inputs_raise_naming_the_value(pipe, change, message):
     kwargs = {**conditions([FOREST]), **change}
     with pytest.raises(ValueError, match=re.escape(message)):
         draw(pipe, [FOREST], **kwargs)
+
+
+def test_tokenizer_refuses_resolutions_it_cannot_pool():
+    with pytest.raises(ValueError, match="48"):
+        KeyframeEncoder(resolution=48, width=8, token_count=2, token_dim=4)
 
 
 def test_no_specs_raises(pipe):

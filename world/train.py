@@ -298,6 +298,10 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
             torch.rand(b, slots, device=device, generator=g) >= t["drop_identity_slot"]
         )
         keep_identity = keep_identity & (ids >= 0)
+        if t.get("drop_all", 0.0) > 0:  # everything dropped at once: the e0 branch of guidance
+            keep_any = torch.rand(b, device=device, generator=g) >= t["drop_all"]
+            keep_tokens, keep_spec = keep_tokens & keep_any, keep_spec & keep_any
+            keep_identity = keep_identity & keep_any[:, None]
         noise = torch.randn(x0.shape, device=device, generator=g)
         steps_t = torch.randint(0, len(alphas), (b,), device=device, generator=g)
         a = alphas[steps_t].view(b, 1, 1, 1)
@@ -455,6 +459,11 @@ def main(argv: list[str] | None = None) -> None:
         save_half(model, args.out)
     else:
         encoder = load_identity_encoder(args.identity).to(device)
+        if encoder.config.dim != cfg["model"]["identity_dim"]:
+            raise InputError(
+                f"the identity encoder makes {encoder.config.dim}-d embeddings but "
+                f"model.identity_dim is {cfg['model']['identity_dim']}"
+            )
         embeddings = encoder.embed(portraits(64).numpy())
         init = args.init or cfg["train"].get("init")
         pipe, record = train_keyframes(cfg, data, held, embeddings, device, log, init)
