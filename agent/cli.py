@@ -54,11 +54,11 @@ def portrait(
     from PIL import Image
     from pydantic import ValidationError
 
+    from reelsmith.agent.references import ModelReferences
     from reelsmith.atomic import write_bytes_atomic
+    from reelsmith.memory.identity import load_identity_encoder
     from reelsmith.planner.screenplay import Character, slugify
     from reelsmith.renderer.keyframer import BuiltinKeyframer
-    from reelsmith.renderer.keyframes import CharacterSpec
-    from reelsmith.world.identity import identity_for
 
     if not description.strip():
         raise InputError("the description is empty")
@@ -71,9 +71,9 @@ def portrait(
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise InputError(f"{problem['loc'][0]}: {problem['msg']}") from None
-    looks = identity_for(character).to_dict()
-    spec = CharacterSpec(character.id, looks, None, description)
-    image = BuiltinKeyframer().portrait(spec, seed)
+    cast = ModelReferences(BuiltinKeyframer(), load_identity_encoder(), seed=seed)
+    reference = cast(character, None)
+    image, looks = reference.portrait, reference.identity
     side = image.shape[0] * scale
     picture = Image.fromarray(image).resize((side, side), Image.NEAREST)
     buffer = _io.BytesIO()

@@ -30,21 +30,17 @@ import torch
 
 from reelsmith.evaluation.judges import judge_frames, load_judge
 from reelsmith.memory.identity import load_identity_encoder
-from reelsmith.renderer.keyframe_pipeline import DEFAULT_STEPS, load_keyframe_pipeline
+from reelsmith.renderer.keyframe_pipeline import (
+    DEFAULT_STEPS,
+    load_keyframe_pipeline,
+    parse_guidance,
+)
 from reelsmith.renderer.keyframes import KeyframeSpec
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity
 from reelsmith.world.train import record_spec
 
 MIN_PIXELS = 60
-
-
-def parse_guidance(text: str) -> dict[str, float]:
-    out = {}
-    for part in filter(None, text.split(",")):
-        key, _, value = part.partition("=")
-        out[key.strip()] = float(value)
-    return out
 
 
 def load_items(folder: Path) -> list[dict]:

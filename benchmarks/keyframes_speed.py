@@ -25,6 +25,7 @@ from reelsmith.renderer.keyframe_pipeline import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
     load_keyframe_pipeline,
+    parse_guidance,
 )
 from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec
 
@@ -38,10 +39,6 @@ SPEC = KeyframeSpec(
         CharacterSpec("ode", {"colour": "blue", "accessory": "hat"}, "idle"),
     ),
 )
-
-
-def parse_guidance(text: str) -> dict[str, float]:
-    return {k: float(v) for k, _, v in (p.partition("=") for p in text.split(",") if p)}
 
 
 def run(pipe, b, tokens, guidance, steps, seed=0):

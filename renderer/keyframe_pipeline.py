@@ -253,19 +253,48 @@ class KeyframePipeline(DiffusionPipeline):
         b, r = len(specs), self.resolution
 
         conditions, coef = self._conditions(specs, tokens, identities, guidance)
-        n_branch = len(coef)
-        dtype = self.transformer.dtype
-        conditions = conditions.to(dtype)
-
         shape = (b, self.transformer.config.in_channels, r, r)
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents of shape {tuple(latents.shape)} should be {shape}")
+        latents = self.denoise(
+            latents,
+            conditions,
+            coef,
+            num_inference_steps,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
+
+        images = (latents.clamp(-1, 1) + 1) / 2
+        self.maybe_free_model_hooks()
+        if output_type == "pt":
+            result = images.cpu()
         else:
-            latents = latents.to(device, torch.float32)
+            arrays = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            result = arrays if output_type == "np" else [PIL.Image.fromarray(a) for a in arrays]
+        if not return_dict:
+            return (result,)
+        return KeyframePipelineOutput(images=result)
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        conditions: torch.Tensor,
+        coef: Sequence[float] = (1.0,),
+        num_inference_steps: int = DEFAULT_STEPS,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> torch.Tensor:
+        """The sampling loop: noise (B, C, r, r) -> samples in [-1, 1] (unclamped), guided by
+        condition sequences stacked per branch (len(coef) * B rows) with coefficients `coef`."""
+        device = self._execution_device
+        dtype = self.transformer.dtype
+        n_branch, b = len(coef), len(latents)
+        conditions = conditions.to(device, dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = latents * self.scheduler.init_noise_sigma
+        latents = latents.to(device, torch.float32) * self.scheduler.init_noise_sigma
         timesteps = self.scheduler.timesteps
         added = {"resolution": None, "aspect_ratio": None}
         weights = torch.tensor(coef, device=device, dtype=torch.float32).view(n_branch, 1, 1, 1, 1)
@@ -289,17 +318,21 @@ class KeyframePipeline(DiffusionPipeline):
                     out = callback_on_step_end(self, i, t, kwargs) or {}
                     latents = out.get("latents", latents)
                 progress.update()
+        return latents
 
-        images = (latents.clamp(-1, 1) + 1) / 2
-        self.maybe_free_model_hooks()
-        if output_type == "pt":
-            result = images.cpu()
-        else:
-            arrays = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-            result = arrays if output_type == "np" else [PIL.Image.fromarray(a) for a in arrays]
-        if not return_dict:
-            return (result,)
-        return KeyframePipelineOutput(images=result)
+
+def parse_guidance(text: str) -> dict[str, float]:
+    """ "spec=2,identity=3" -> {"spec": 2.0, "identity": 3.0}; "" -> {}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"guidance {part!r} should be NAME=NUMBER") from None
+        if not sep or key.strip() not in BRANCHES:
+            raise ValueError(f"guidance {part!r}: NAME is one of {list(BRANCHES)}")
+    return out
 
 
 def make_pipeline(

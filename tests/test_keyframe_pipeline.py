@@ -480,3 +480,14 @@ def test_shipped_identity_encoder_matches_crops_to_portraits(identity_encoder):
                 assert to_crop > float(portraits[b] @ crop), (v["id"], names[b])
             checked.add(v["id"])
     assert checked == set(names)
+
+
+def test_parse_guidance():
+    from reelsmith.renderer.keyframe_pipeline import parse_guidance
+
+    assert parse_guidance("") == {}
+    assert parse_guidance("spec=2, identity=3") == {"spec": 2.0, "identity": 3.0}
+    with pytest.raises(ValueError, match="'style=2'"):
+        parse_guidance("style=2")
+    with pytest.raises(ValueError, match="'spec=x'"):
+        parse_guidance("spec=x")

@@ -240,7 +240,6 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         beta_schedule=SCHEDULER["beta_schedule"],
         prediction_type=SCHEDULER["prediction_type"],
     )
-    alphas = noise_sched.alphas_cumprod.to(device)
     slots = pipe.condition_encoder.config.slots
     n_scene = 4
     resolution = pipe.resolution
@@ -303,10 +302,11 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
             keep_tokens, keep_spec = keep_tokens & keep_any, keep_spec & keep_any
             keep_identity = keep_identity & keep_any[:, None]
         noise = torch.randn(x0.shape, device=device, generator=g)
-        steps_t = torch.randint(0, len(alphas), (b,), device=device, generator=g)
-        a = alphas[steps_t].view(b, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        v = a.sqrt() * noise - (1 - a).sqrt() * x0
+        steps_t = torch.randint(
+            0, noise_sched.config.num_train_timesteps, (b,), device=device, generator=g
+        )
+        xt = noise_sched.add_noise(x0, noise, steps_t)
+        v = noise_sched.get_velocity(x0, noise, steps_t)
         with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
             tokens = parts["keyframe_encoder"](x0)
             tokens = tokens + t["token_noise"] * torch.randn(
@@ -373,17 +373,7 @@ def evaluate_keyframes(
     )
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randn((n, 3, pipe.resolution, pipe.resolution), generator=g, device=device)
-    pipe.scheduler.set_timesteps(16, device=device)
-    added = {"resolution": None, "aspect_ratio": None}
-    for t in pipe.scheduler.timesteps:
-        pred = pipe.transformer(
-            x,
-            encoder_hidden_states=cond,
-            timestep=t.expand(n),
-            added_cond_kwargs=added,
-            return_dict=False,
-        )[0]
-        x = pipe.scheduler.step(pred.float(), t, x, return_dict=False)[0]
+    x = pipe.denoise(x, cond, num_inference_steps=16)
     truth = to_pixels(images.to(device))
     mse = F.mse_loss(x.clamp(-1, 1), truth).item()
     return {
