@@ -8,9 +8,13 @@ as the interleaved sequence
 
 where a cast position holds a character's identity embedding (64-d, memory/identity.py), a spec
 position the shot's `KeyframeSpec` (via `spec_indices`, one vector per shot) and a token position
-one continuous keyframe token (K x d, renderer/keyframes.py). Teacher forcing: keyframe token j of
-a shot is predicted by a Gaussian-mixture head from the hidden state one position before it (the
-spec predicts token 0, token 0 predicts token 1, ...).
+one continuous keyframe token (K x d, renderer/keyframes.py). A spec's slots say what each
+character looks like and does, not who it is: the optional `slot_cast` (B, T, S) points each slot
+at its cast member (-1: none or unknown), whose identity embedding (the one its cast position
+holds, the null when dropped) is projected and added to the slot's vector.
+
+Teacher forcing: keyframe token j of a shot is predicted by a Gaussian-mixture head from the
+hidden state one position before it (the spec predicts token 0, token 0 predicts token 1, ...).
 
 During training, token masking (input keyframe tokens -> a learned mask vector) and identity
 dropout (cast members -> a learned null) fight overfitting. Absent cast slots (`cast_mask`
@@ -54,7 +58,7 @@ class PlannerConfig:
     token_dim: int = 32  # d, width of one keyframe token
     identity_dim: int = 64  # width of an identity embedding (memory/identity.py)
     slots: int = 4  # character slots of a spec (as in `spec_indices`)
-    hidden: int = 256  # transformer width
+    hidden: int = 192  # transformer width; 4 layers of 192: 2.6M weights, 5.2 MB in float16
     layers: int = 4
     heads: int = 4
     mixtures: int = 8  # M Gaussian components per predicted token
@@ -82,8 +86,9 @@ class PlanOutput:
 class SpecEmbedder(nn.Module):
     """`spec_indices` rows (..., 4 + 6S) long -> one vector per shot (..., hidden).
 
-    Each field is embedded as in `ConditionEncoder`; the slots (with a slot-index embedding)
-    go through a small MLP, absent ones are zeroed, and everything is summed.
+    Each field is embedded as in `ConditionEncoder`; the slots (with a slot-index embedding and,
+    where given, their character's projected identity (..., S, hidden)) go through a small MLP,
+    absent ones are zeroed, and everything is summed.
     """
 
     def __init__(self, slots: int, hidden: int) -> None:
@@ -95,10 +100,14 @@ class SpecEmbedder(nn.Module):
         self.slot_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden))
         self.out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden))
 
-    def forward(self, spec: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, spec: torch.Tensor, slot_identity: torch.Tensor | None = None
+    ) -> torch.Tensor:
         scene = sum(emb(spec[..., k]) for k, emb in enumerate(self.scene))  # (..., H)
         slot_ix = spec[..., len(SCENE_FIELDS) :].unflatten(-1, (self.slots, 2 + len(TRAITS)))
         slot = sum(emb(slot_ix[..., 1 + k]) for k, emb in enumerate(self.slot))  # (..., S, H)
+        if slot_identity is not None:
+            slot = slot + slot_identity
         slot = self.slot_out(slot + self.slot_index) * slot_ix[..., :1].to(slot.dtype)
         return self.out(scene + slot.sum(-2))
 
@@ -154,7 +163,7 @@ class KeyframePlanner(nn.Module):
     """The planner transformer (see the module docstring for the sequence layout).
 
     forward(style (B,), cast (B, C, D), cast_mask (B, C), specs (B, T, 4 + 6S) long,
-    tokens (B, T, K, d), shot_mask (B, T)) -> (loss, nll (B, T, K)).
+    tokens (B, T, K, d), shot_mask (B, T), slot_cast (B, T, S) long) -> (loss, nll (B, T, K)).
     """
 
     def __init__(self, config: PlannerConfig) -> None:
@@ -167,6 +176,7 @@ class KeyframePlanner(nn.Module):
         self.cast_slot = nn.Embedding(c.max_cast, c.hidden)
         self.identity_null = nn.Parameter(torch.randn(c.identity_dim) * 0.02)
         self.spec_embedder = SpecEmbedder(c.slots, c.hidden)
+        self.slot_identity = nn.Linear(c.identity_dim, c.hidden)  # a slot's cast member
         self.token_embedder = nn.Linear(c.token_dim, c.hidden)
         self.token_index = nn.Embedding(c.token_count, c.hidden)
         self.token_mask = nn.Parameter(torch.randn(c.token_dim) * 0.02)
@@ -188,7 +198,9 @@ class KeyframePlanner(nn.Module):
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def check_inputs(self, style, cast, cast_mask, specs, tokens=None, shot_mask=None) -> None:
+    def check_inputs(
+        self, style, cast, cast_mask, specs, tokens=None, shot_mask=None, slot_cast=None
+    ) -> None:
         c = self.config
         if style.ndim != 1 or style.dtype != torch.long:
             raise ValueError(f"style must be (B,) long, got {tuple(style.shape)} {style.dtype}")
@@ -213,22 +225,49 @@ class KeyframePlanner(nn.Module):
             )
         if shot_mask is not None and tuple(shot_mask.shape) != (b, t):
             raise ValueError(f"shot_mask must be {(b, t)}, got {tuple(shot_mask.shape)}")
+        if slot_cast is not None:
+            if tuple(slot_cast.shape) != (b, t, c.slots) or slot_cast.dtype != torch.long:
+                raise ValueError(
+                    f"slot_cast must be long {(b, t, c.slots)}, got "
+                    f"{tuple(slot_cast.shape)} {slot_cast.dtype}"
+                )
+            n = cast.shape[1]
+            if slot_cast.numel() and not (-1 <= int(slot_cast.min()) <= int(slot_cast.max()) < n):
+                raise ValueError(
+                    f"slot_cast must point into the cast of {n} (or be -1), got values from "
+                    f"{int(slot_cast.min())} to {int(slot_cast.max())}"
+                )
 
-    def embed_prefix(self, style, cast, cast_mask, identity_drop_prob: float = 0.0):
-        """[style] [cast] -> (B, 1 + C, H); absent or dropped members are the null identity."""
+    def cast_identities(self, cast, cast_mask, identity_drop_prob: float = 0.0) -> torch.Tensor:
+        """The identity each cast position holds (B, C, D): absent or dropped ones are the null."""
         keep = cast_mask
         if identity_drop_prob > 0:
             keep = keep & (torch.rand(cast_mask.shape, device=cast.device) >= identity_drop_prob)
-        ident = torch.where(keep[..., None], cast, self.identity_null.to(cast.dtype))
-        slots = torch.arange(cast.shape[1], device=cast.device)
-        ident = self.identity_embedder(ident) + self.cast_slot(slots)  # (B, C, H)
+        return torch.where(keep[..., None], cast, self.identity_null.to(cast.dtype))
+
+    def embed_prefix(self, style: torch.Tensor, identities: torch.Tensor) -> torch.Tensor:
+        """[style] [cast] from `cast_identities` (B, C, D) -> (B, 1 + C, H)."""
+        slots = torch.arange(identities.shape[1], device=identities.device)
+        ident = self.identity_embedder(identities) + self.cast_slot(slots)  # (B, C, H)
         ident = ident + self.type_embedding.weight[IDENTITY]
         style = self.style_embedder(style) + self.type_embedding.weight[STYLE]
         return torch.cat([style[:, None], ident], 1)
 
-    def embed_specs(self, specs: torch.Tensor) -> torch.Tensor:
-        """(B, T, 4 + 6S) long -> (B, T, H)."""
-        return self.spec_embedder(specs) + self.type_embedding.weight[SPEC]
+    def embed_specs(
+        self,
+        specs: torch.Tensor,
+        slot_cast: torch.Tensor | None = None,
+        identities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, T, 4 + 6S) long -> (B, T, H); with slot_cast (B, T, S) each slot also gets its
+        cast member's identity from `identities` (B, C, D), as the prefix holds it."""
+        slot_identity = None
+        if slot_cast is not None and identities is not None and identities.shape[1] > 0:
+            rows = torch.arange(len(specs), device=specs.device)[:, None, None]
+            picked = identities[rows, slot_cast.clamp(min=0)]  # (B, T, S, D)
+            known = (slot_cast >= 0)[..., None].to(picked.dtype)
+            slot_identity = self.slot_identity(picked) * known  # (B, T, S, H)
+        return self.spec_embedder(specs, slot_identity) + self.type_embedding.weight[SPEC]
 
     def embed_tokens(self, tokens: torch.Tensor, mask_prob: float = 0.0) -> torch.Tensor:
         """(B, T, K, d) -> (B, T, K, H); in training a fraction becomes the mask vector."""
@@ -248,18 +287,28 @@ class KeyframePlanner(nn.Module):
         specs: torch.Tensor,
         tokens: torch.Tensor,
         shot_mask: torch.Tensor | None = None,
+        slot_cast: torch.Tensor | None = None,
         token_mask_prob: float | None = None,
         identity_drop_prob: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced loss over padded movies -> (mean nll over real shots, nll (B, T, K)).
 
         The regularisers' probabilities default to the config's and act in training mode only.
+        The mixture's densities are computed in float32, also under autocast.
         """
-        self.check_inputs(style, cast, cast_mask, specs, tokens, shot_mask)
+        self.check_inputs(style, cast, cast_mask, specs, tokens, shot_mask, slot_cast)
         h = self.hidden_states(
-            style, cast, cast_mask, specs, tokens, token_mask_prob, identity_drop_prob
+            style,
+            cast,
+            cast_mask,
+            specs,
+            tokens,
+            slot_cast=slot_cast,
+            token_mask_prob=token_mask_prob,
+            identity_drop_prob=identity_drop_prob,
         )
-        nll = self.head.nll(h, tokens)  # (B, T, K)
+        with torch.autocast(h.device.type, enabled=False):
+            nll = self.head.nll(h.float(), tokens.float())  # (B, T, K)
         if shot_mask is None:
             return nll.mean(), nll
         weight = shot_mask[..., None].to(nll.dtype).expand_as(nll)
@@ -272,6 +321,7 @@ class KeyframePlanner(nn.Module):
         cast_mask: torch.Tensor,
         specs: torch.Tensor,
         tokens: torch.Tensor,
+        slot_cast: torch.Tensor | None = None,
         token_mask_prob: float | None = None,
         identity_drop_prob: float | None = None,
     ) -> torch.Tensor:
@@ -284,8 +334,10 @@ class KeyframePlanner(nn.Module):
         train = self.training
         tmp = (c.token_mask_prob if token_mask_prob is None else token_mask_prob) * train
         idp = (c.identity_drop_prob if identity_drop_prob is None else identity_drop_prob) * train
-        prefix = self.embed_prefix(style, cast, cast_mask, idp)  # (B, P, H)
-        shots = torch.cat([self.embed_specs(specs)[:, :, None], self.embed_tokens(tokens, tmp)], 2)
+        identities = self.cast_identities(cast, cast_mask, idp)  # (B, C, D)
+        prefix = self.embed_prefix(style, identities)  # (B, P, H)
+        spec_embeds = self.embed_specs(specs, slot_cast, identities)  # (B, T, H)
+        shots = torch.cat([spec_embeds[:, :, None], self.embed_tokens(tokens, tmp)], 2)
         x = torch.cat([prefix, shots.flatten(1, 2)], 1)  # (B, P + T(1+K), H)
         h = self.backbone(inputs_embeds=x, use_cache=False).last_hidden_state
         # shot t, token j is predicted from position P + t(1+K) + j: its spec, or token j-1
@@ -305,6 +357,7 @@ class KeyframePlanner(nn.Module):
         cast: torch.Tensor,
         cast_mask: torch.Tensor,
         specs: torch.Tensor,
+        slot_cast: torch.Tensor | None = None,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         window: int | None = None,
@@ -316,6 +369,7 @@ class KeyframePlanner(nn.Module):
             cast: (B, C, identity_dim) identity embeddings; cast_mask (B, C) marks real ones.
             specs: (B, T, 4 + 6S) `spec_indices` rows; all movies share the shot count T
                 (plan movies of different lengths in separate calls).
+            slot_cast: (B, T, S) cast index of each slot's character, -1 where none or unknown.
             temperature: Scales the std of the mixture; 0 takes the most likely mean.
             generator: Makes sampling deterministic.
             window: Shots held in the KV cache, the current one included (default config's).
@@ -324,7 +378,7 @@ class KeyframePlanner(nn.Module):
             `PlanOutput` with tokens (B, T, K, d) and the cache length after each step.
         """
         # 1. check inputs
-        self.check_inputs(style, cast, cast_mask, specs)
+        self.check_inputs(style, cast, cast_mask, specs, slot_cast=slot_cast)
         window = self.config.window if window is None else window
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
@@ -336,8 +390,9 @@ class KeyframePlanner(nn.Module):
                 f"window {window} does not fit max_positions {self.config.max_positions}"
             )
         # 2. encode what is known up front
-        prefix = self.embed_prefix(style, cast, cast_mask)  # (B, P, H)
-        spec_embeds = self.embed_specs(specs)  # (B, T, H)
+        identities = self.cast_identities(cast, cast_mask)  # (B, C, D)
+        prefix = self.embed_prefix(style, identities)  # (B, P, H)
+        spec_embeds = self.embed_specs(specs, slot_cast, identities)  # (B, T, H)
         finished: deque[torch.Tensor] = deque(maxlen=window - 1)  # (B, 1+K, H) per shot
         cache, cached_shots, planned, lengths = None, 0, [], []
         # 3. plan shot after shot

@@ -33,6 +33,9 @@ SHOTS = [
 ]
 
 
+CAST = ("mara", "ben")  # cast order: mara is cast member 0, ben 1
+
+
 def batch(shots: int = 3, b: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
     """A fixed synthetic batch: b movies of `shots` shots, a cast of 2 (the second movie: 1)."""
     g = torch.Generator().manual_seed(seed)
@@ -46,15 +49,27 @@ def batch(shots: int = 3, b: int = 2, seed: int = 0) -> dict[str, torch.Tensor]:
     }
 
 
+def slot_cast(shots: int = 3, b: int = 2) -> torch.Tensor:
+    """Each slot's cast index for `batch` (B, T, S): -1 past the shot's characters."""
+    rows = []
+    for i in range(shots):
+        ids = [CAST.index(c.id) for c in SHOTS[i % len(SHOTS)].characters]
+        rows.append((ids + [-1] * TINY.slots)[: TINY.slots])
+    return torch.tensor(rows)[None].expand(b, -1, -1).clone()
+
+
 def make(seed: int = 0, **overrides) -> KeyframePlanner:
     torch.manual_seed(seed)
     config = PlannerConfig(**{**TINY.__dict__, **overrides})
     return KeyframePlanner(config).eval()
 
 
+INPUTS = ("style", "cast", "cast_mask", "specs", "slot_cast")
+
+
 def plan(model, data, seed=0, **kwargs):
     gen = torch.Generator().manual_seed(seed)
-    inputs = {k: data[k] for k in ("style", "cast", "cast_mask", "specs")}
+    inputs = {k: data[k] for k in INPUTS if k in data}
     return model.generate(**inputs, generator=gen, **kwargs)
 
 
@@ -128,16 +143,19 @@ def test_generate_shape_and_determinism():
 
 def greedy(model, data, tokens) -> torch.Tensor:
     """What temperature 0 picks for each token, teacher-forced on `tokens` -> (B, T, K, d)."""
-    inputs = {k: data[k] for k in ("style", "cast", "cast_mask", "specs")}
+    inputs = {k: data[k] for k in INPUTS if k in data}
     with torch.no_grad():
         logits, means, _ = model.head(model.hidden_states(**inputs, tokens=tokens))
     pick = logits.argmax(-1)[..., None, None].expand(*means.shape[:-2], 1, means.shape[-1])
     return means.gather(-2, pick)[..., 0, :]  # (B, T, K, d)
 
 
-def test_cached_decoding_matches_teacher_forcing():
+@pytest.mark.parametrize("with_slot_cast", [False, True])
+def test_cached_decoding_matches_teacher_forcing(with_slot_cast):
     """With the whole movie inside the window, the KV-cached plan is the full-sequence one."""
     model, data = make(), batch()
+    if with_slot_cast:
+        data["slot_cast"] = slot_cast()
     out = plan(model, data, 0, temperature=0.0)
     assert torch.allclose(out.tokens, greedy(model, data, out.tokens), atol=1e-5)
     assert out.cache_lengths[-1] == 3 + 3 * (1 + TINY.token_count) - 1
@@ -145,10 +163,15 @@ def test_cached_decoding_matches_teacher_forcing():
 
 def test_windowed_decoding_sees_only_the_window():
     """With W = 2, shot t is planned from the prefix + shot t-1 only, positions from 0."""
-    model, data = make(window=2), batch(shots=4)
+    model, data = make(window=2), {**batch(shots=4), "slot_cast": slot_cast(shots=4)}
     out = plan(model, data, 0, temperature=0.0)
     for t in range(1, 4):
-        clip = {**data, "specs": data["specs"][:, t - 1 : t + 1]}
+        window = slice(t - 1, t + 1)
+        clip = {
+            **data,
+            "specs": data["specs"][:, window],
+            "slot_cast": data["slot_cast"][:, window],
+        }
         expected = greedy(model, clip, out.tokens[:, t - 1 : t + 1])[:, 1]
         assert torch.allclose(out.tokens[:, t], expected, atol=1e-5), t
 
@@ -185,6 +208,52 @@ def test_regularisers_act_in_train_mode_only():
     assert torch.equal(train_plain, plain)
 
 
+def test_slot_cast_ties_a_slot_to_its_cast_member():
+    """Only the cast pointer differs: the prediction follows whose identity the slot holds."""
+    model, data = make(), batch()
+    pointers = slot_cast()
+    swapped = pointers.clone()
+    swapped[0, 0, 0] = 1  # shot 0's only character (mara's looks) now points at ben
+    with torch.no_grad():
+        plain, plain_nll = model(**data)
+        unknown, _ = model(**data, slot_cast=torch.full_like(pointers, -1))
+        right, right_nll = model(**data, slot_cast=pointers)
+        wrong, wrong_nll = model(**data, slot_cast=swapped)
+    assert torch.equal(plain, unknown)  # -1 everywhere is no pointer at all
+    assert not torch.allclose(plain_nll[0, 0], right_nll[0, 0])
+    assert not torch.allclose(right_nll[0, 0], wrong_nll[0, 0])
+    assert torch.equal(right_nll[1], wrong_nll[1])  # the other movie is untouched
+    # the pointer reaches the plan too
+    a = plan(model, {**data, "slot_cast": pointers}, 0, temperature=0.0).tokens
+    b = plan(model, {**data, "slot_cast": swapped}, 0, temperature=0.0).tokens
+    assert not torch.equal(a[0, 0], b[0, 0]) and torch.equal(a[1], b[1])
+
+
+def test_slot_cast_of_a_dropped_or_absent_member_is_the_null():
+    """A slot pointing at a dropped (or absent) identity sees the null, as the prefix does."""
+    model, data = make(identity_drop_prob=1.0), batch()
+    pointers, swapped = slot_cast(), slot_cast()
+    swapped[:, 0, 0] = 1  # movie 1 has no cast member 1: its mask is False
+    model.train()
+    with torch.no_grad():
+        dropped_a, _ = model(**data, slot_cast=pointers, token_mask_prob=0.0)
+        dropped_b, _ = model(**data, slot_cast=swapped, token_mask_prob=0.0)
+    model.eval()
+    with torch.no_grad():
+        _, kept_a = model(**data, slot_cast=pointers)
+        _, kept_b = model(**data, slot_cast=swapped)
+    assert torch.equal(dropped_a, dropped_b)
+    assert not torch.allclose(kept_a[0], kept_b[0])  # movie 0: mara vs ben
+    # movie 1: mara vs the absent member, which is the null, not "no pointer"
+    assert not torch.allclose(kept_a[1], kept_b[1])
+    null = {**data, "cast_mask": torch.zeros(2, 2, dtype=torch.bool)}
+    with torch.no_grad():
+        _, no_pointer = model(**data)
+        _, null_a = model(**null, slot_cast=pointers)
+        _, null_b = model(**null, slot_cast=swapped)
+    assert torch.equal(null_a, null_b) and not torch.allclose(null_a, no_pointer)
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -195,6 +264,14 @@ def test_regularisers_act_in_train_mode_only():
         ),
         ({"style": torch.tensor([0, 5])}, r"style ids must be in \[0, 1\), got \[0, 5\]"),
         ({"specs": torch.zeros(2, 3, 7, dtype=torch.long)}, r"specs must be \(2, T, 16\)"),
+        (
+            {"slot_cast": torch.zeros(2, 3, 3, dtype=torch.long)},
+            r"slot_cast must be long \(2, 3, 2\), got \(2, 3, 3\) torch.int64",
+        ),
+        (
+            {"slot_cast": torch.full((2, 3, 2), 2)},
+            r"slot_cast must point into the cast of 2 \(or be -1\), got values from 2 to 2",
+        ),
     ],
 )
 def test_bad_inputs_raise(change, message):
@@ -215,7 +292,8 @@ def test_default_config_builds():
     """The built-in sizes: K=2 tokens of d=32 (the keyframe tokenizer's), 64-d identities."""
     config = PlannerConfig()
     assert (config.token_count, config.token_dim, config.identity_dim) == (2, 32, 64)
-    assert (config.hidden, config.layers, config.heads, config.mixtures) == (256, 4, 4, 8)
+    assert (config.hidden, config.layers, config.heads, config.mixtures) == (192, 4, 4, 8)
     assert (config.window, config.max_cast, config.slots) == (16, 8, 4)
     assert config.spec_width == spec_indices(SHOTS[0], config.slots).numel()
-    KeyframePlanner(config)
+    weights = sum(p.numel() for p in KeyframePlanner(config).parameters())
+    assert weights * 2 <= 6_000_000, weights  # the shipped float16 file stays within 6 MB

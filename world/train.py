@@ -234,7 +234,11 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         }
     ).to(device)
     ema = copy.deepcopy(parts).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(parts.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    if t.get("freeze_encoder"):  # the tokenizer stays as it is (the planner's tokens stay valid)
+        parts["keyframe_encoder"].eval().requires_grad_(False)
+        log("keyframes: the keyframe encoder is frozen")
+    trainable = [p for p in parts.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=t["lr"], weight_decay=t["weight_decay"])
     noise_sched = DDPMScheduler(
         num_train_timesteps=SCHEDULER["num_train_timesteps"],
         beta_schedule=SCHEDULER["beta_schedule"],
@@ -325,7 +329,7 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         loss = F.mse_loss(pred.float(), v)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(parts.parameters(), t["clip_grad"])
+        torch.nn.utils.clip_grad_norm_(trainable, t["clip_grad"])
         opt.step()
         decay = min(t["ema"], (1 + step) / (10 + step))
         with torch.no_grad():
@@ -416,16 +420,21 @@ def commit() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a built-in reelsmith model.")
-    parser.add_argument("model", choices=("identity", "keyframes"))
+    parser.add_argument("model", choices=("identity", "keyframes", "planner"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("/tmp/reelsmith-data"))
     parser.add_argument("--config", type=Path)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
-    parser.add_argument("--identity", type=Path, help="identity encoder folder (keyframes)")
+    parser.add_argument("--identity", type=Path, help="identity encoder (keyframes, planner)")
+    parser.add_argument("--tokenizer", type=Path, help="planner: keyframe pipeline folder")
     parser.add_argument("--init", type=Path, help="keyframes: start from this pipeline folder")
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
+    if args.model == "planner":  # its own data and loop: world/train_planner.py
+        from reelsmith.world.train_planner import run
+
+        return run(args)
     cfg = load_config(args.model, args.config, args.set)
     device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = True
