@@ -1,0 +1,471 @@
+"""Movie assembly: from rendered shots to the files people watch.
+
+`assemble` writes into a run directory:
+
+- `screenplay.json`: the screenplay assembled;
+- `keyframes/<shot>.png`: each shot's keyframe, as given;
+- `shots/<shot>.mp4`: each shot, H.264 at its native size (what `reelsmith eval` reads);
+- `movie.mp4`: the shots in story order, transitions applied, enlarged `upscale` times by
+  nearest neighbour (its `comment` tag gives the native size);
+- `subtitles.vtt`: the dialogue as WebVTT cues on the movie's timeline;
+- `storyboard.png`, `storyboard.html`: the contact sheet and the self-contained page
+  (`renderer.storyboard`).
+
+Transitions (`Shot.transition`, how a shot hands over to the next one) last
+`transition_seconds` (0.5 s by default), shortened to half of the shorter of the two shots:
+
+| transition  | in the movie                                                                 |
+| ----------- | ---------------------------------------------------------------------------- |
+| `cut`       | the next shot's first frame follows this shot's last one                     |
+| `crossfade` | a dissolve: the shots overlap, blending linearly; the movie is that much shorter |
+| `fade`      | this shot fades out to black, the next fades in from black; no overlap       |
+
+The last shot has no next one: `fade` there fades the movie out to black, `crossfade` and
+`cut` end it on the shot's last frame. The subtitles share the timeline: each dialogue line
+is a cue inside its shot's own stretch, crossfades split at their middle.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from reelsmith.atomic import write_bytes_atomic, write_text_atomic
+from reelsmith.errors import InputError
+from reelsmith.planner.screenplay import Screenplay, Shot, Transition
+from reelsmith.renderer.storyboard import contact_sheet, storyboard_html
+from reelsmith.renderer.video import Mp4Writer, write_mp4
+
+TRANSITION_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ShotMedia:
+    """What the renderer made for one shot."""
+
+    frames: np.ndarray  # (T, H, W, 3) uint8, T >= 1, H and W even
+    keyframe: np.ndarray  # (h, w, 3) uint8, any size
+
+
+@dataclass(frozen=True)
+class ShotSpan:
+    """Where one shot sits on the movie's timeline, in movie frames."""
+
+    shot_id: str
+    start: int  # the first movie frame showing this shot
+    frames: int  # the shot's own frame count
+    overlap_in: int = 0  # frames crossfaded with the previous shot
+    overlap_out: int = 0  # frames crossfaded with the next shot
+    fade_in: int = 0  # frames fading in from black
+    fade_out: int = 0  # frames fading out to black
+
+    @property
+    def end(self) -> int:
+        """One past the last movie frame showing this shot."""
+        return self.start + self.frames
+
+    @property
+    def own(self) -> tuple[float, float]:
+        """The frames where this shot is the main picture: crossfades split at their middle."""
+        return self.start + self.overlap_in / 2, self.end - self.overlap_out / 2
+
+
+@dataclass(frozen=True)
+class AssemblyResult:
+    run_dir: Path
+    movie: Path
+    subtitles: Path
+    storyboard_png: Path
+    storyboard_html: Path
+    shots: dict[str, Path]  # shot id -> shots/<id>.mp4, story order
+    keyframes: dict[str, Path]  # shot id -> keyframes/<id>.png
+    timeline: list[ShotSpan]  # story order
+    fps: int
+    frame_count: int  # frames of movie.mp4
+    size: tuple[int, int]  # native (height, width) of every shot
+    upscale: int  # movie.mp4 is size * upscale
+
+    @property
+    def duration(self) -> float:
+        """Seconds of movie.mp4: the shots' frames, less the crossfades' overlaps, over fps."""
+        return self.frame_count / self.fps
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def assemble(
+    run_dir: str | Path,
+    screenplay: Screenplay,
+    shots: Mapping[str, ShotMedia],
+    fps: int,
+    upscale: int = 4,
+    crf: int = 18,
+    transition_seconds: float = TRANSITION_SECONDS,
+    callback: ProgressCallback | None = None,
+) -> AssemblyResult:
+    """Write a run's movie, shots, keyframes, subtitles and storyboard (see the module docstring).
+
+    The movie lasts the sum of the shots' frame counts, less the frames each crossfade
+    overlaps, over `fps`; the shots' frame counts, not `Shot.duration`, set the timing. The
+    same inputs give the same bytes. Every input is checked before anything is written, and
+    every file is written atomically, so bad input leaves the run directory as it was.
+
+    Args:
+        run_dir: The run directory; created if missing.
+        screenplay: The movie's screenplay; its shots give the order, transitions and dialogue.
+        shots: Every shot id of the screenplay (and no other) -> its frames and keyframe.
+        fps: Frames per second of every shot.
+        upscale: Integer nearest-neighbour enlargement of movie.mp4 and the storyboard videos'
+            display; the shot files stay at their native size.
+        crf: x264 quality of every mp4 (0 to 51, lower is better).
+        transition_seconds: Length of a crossfade or of each half of a fade.
+        callback: Called as `callback(stage, done, total)` with stage one of "keyframes",
+            "shots", "movie", "subtitles", "storyboard".
+
+    Raises:
+        InputError: a shot's media is missing, extra, empty, or not uint8 RGB of one even size;
+            or fps, upscale, crf or transition_seconds is out of range.
+    """
+    # 1. check inputs
+    size = check_inputs(screenplay, shots, fps, upscale, crf, transition_seconds)
+    run_dir = Path(run_dir)
+    order = [shot.id for _, shot in screenplay.shots()]
+    report = callback or (lambda stage, done, total: None)
+
+    # 2. screenplay and keyframes
+    write_text_atomic(run_dir / "screenplay.json", screenplay.to_json())
+    keyframes = {}
+    for k, shot_id in enumerate(order):
+        keyframes[shot_id] = write_png(
+            shots[shot_id].keyframe, run_dir / "keyframes" / f"{shot_id}.png"
+        )
+        report("keyframes", k + 1, len(order))
+
+    # 3. each shot at its native size
+    shot_paths = {}
+    for k, shot_id in enumerate(order):
+        path = run_dir / "shots" / f"{shot_id}.mp4"
+        shot_paths[shot_id] = write_mp4(path, shots[shot_id].frames, fps, crf=crf)
+        report("shots", k + 1, len(order))
+
+    # 4. the movie
+    timeline = plan_timeline(
+        screenplay, {i: len(m.frames) for i, m in shots.items()}, fps, transition_seconds
+    )
+    frame_count = timeline[-1].end
+    movie_path = run_dir / "movie.mp4"
+    metadata = {
+        "title": screenplay.title,
+        "comment": f"reelsmith movie: {len(order)} shots at {fps} fps, native size "
+        f"{size[1]}x{size[0]}, shown {upscale}x (nearest neighbour)",
+    }
+    with Mp4Writer(movie_path, fps, size, upscale, crf, metadata) as writer:
+        for k, frame in enumerate(movie_frames(timeline, shots)):
+            writer.write(frame)
+            if (k + 1) % fps == 0 or k + 1 == frame_count:
+                report("movie", k + 1, frame_count)
+
+    # 5. subtitles
+    cues = subtitle_cues(screenplay, timeline, fps)
+    subtitles_path = write_text_atomic(run_dir / "subtitles.vtt", to_webvtt(cues))
+    report("subtitles", 1, 1)
+
+    # 6. storyboard
+    sheet = contact_sheet(screenplay, {i: shots[i].keyframe for i in order}, timeline, fps, size)
+    png_path = write_png(sheet, run_dir / "storyboard.png")
+    page = storyboard_html(
+        screenplay,
+        keyframes={i: keyframes[i].read_bytes() for i in order},
+        videos={i: shot_paths[i].read_bytes() for i in order},
+        timeline=timeline,
+        fps=fps,
+        size=size,
+        upscale=upscale,
+    )
+    html_path = write_text_atomic(run_dir / "storyboard.html", page)
+    report("storyboard", 1, 1)
+
+    return AssemblyResult(
+        run_dir=run_dir,
+        movie=movie_path,
+        subtitles=subtitles_path,
+        storyboard_png=png_path,
+        storyboard_html=html_path,
+        shots=shot_paths,
+        keyframes=keyframes,
+        timeline=timeline,
+        fps=fps,
+        frame_count=frame_count,
+        size=size,
+        upscale=upscale,
+    )
+
+
+def check_inputs(
+    screenplay: Screenplay,
+    shots: Mapping[str, ShotMedia],
+    fps: int,
+    upscale: int,
+    crf: int,
+    transition_seconds: float,
+) -> tuple[int, int]:
+    """Raise `InputError` naming the first bad value; return the shots' (height, width)."""
+    for name, value, low, high in (
+        ("fps", fps, 1, 240),
+        ("upscale", upscale, 1, 16),
+        ("crf", crf, 0, 51),
+    ):
+        if (
+            not isinstance(value, (int, np.integer))
+            or isinstance(value, bool)
+            or not low <= value <= high
+        ):
+            raise InputError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    if not 0 <= transition_seconds <= 10:
+        raise InputError(f"transition_seconds must be 0 to 10, got {transition_seconds!r}")
+    order = [shot.id for _, shot in screenplay.shots()]
+    for shot_id in order:
+        if shot_id not in shots:
+            raise InputError(f"shot '{shot_id}': no frames given for this screenplay shot")
+    known = set(order)
+    for shot_id in shots:
+        if shot_id not in known:
+            raise InputError(f"shot '{shot_id}': frames given for a shot the screenplay lacks")
+    size = None
+    for shot_id in order:
+        media = shots[shot_id]
+        frames, keyframe = np.asarray(media.frames), np.asarray(media.keyframe)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise InputError(
+                f"shot '{shot_id}': frames must be (T, H, W, 3) uint8, "
+                f"got {frames.shape} {frames.dtype}"
+            )
+        if len(frames) == 0:
+            raise InputError(f"shot '{shot_id}': no frames (frame count 0)")
+        if frames.shape[1] % 2 or frames.shape[2] % 2:
+            raise InputError(
+                f"shot '{shot_id}': H.264 needs an even frame size, got "
+                f"{frames.shape[2]}x{frames.shape[1]}"
+            )
+        if size is not None and frames.shape[1:3] != size:
+            raise InputError(
+                f"shot '{shot_id}': frames are {frames.shape[2]}x{frames.shape[1]}, "
+                f"the first shot's are {size[1]}x{size[0]}"
+            )
+        size = frames.shape[1:3]
+        if (
+            keyframe.ndim != 3
+            or keyframe.shape[-1] != 3
+            or keyframe.dtype != np.uint8
+            or 0 in keyframe.shape
+        ):
+            raise InputError(
+                f"shot '{shot_id}': keyframe must be (H, W, 3) uint8, "
+                f"got {keyframe.shape} {keyframe.dtype}"
+            )
+    return size
+
+
+def plan_timeline(
+    screenplay: Screenplay,
+    frame_counts: Mapping[str, int],
+    fps: int,
+    transition_seconds: float = TRANSITION_SECONDS,
+) -> list[ShotSpan]:
+    """Each shot's place on the movie's timeline, with its transitions in frames."""
+    order = [shot for _, shot in screenplay.shots()]
+    wanted = round(transition_seconds * fps)
+    spans: list[ShotSpan] = []
+    start = overlap_in = fade_in = 0
+    for k, shot in enumerate(order):
+        frames = frame_counts[shot.id]
+        following = order[k + 1] if k + 1 < len(order) else None
+        overlap_out = fade_out = 0
+        if following is None:
+            if shot.transition is Transition.fade:
+                fade_out = min(wanted, frames // 2)
+        else:
+            # half of the shorter shot at most, so a shot's two transitions never meet
+            length = min(wanted, frames // 2, frame_counts[following.id] // 2)
+            if shot.transition is Transition.crossfade:
+                overlap_out = length
+            elif shot.transition is Transition.fade:
+                fade_out = length
+        spans.append(ShotSpan(shot.id, start, frames, overlap_in, overlap_out, fade_in, fade_out))
+        start += frames - overlap_out
+        overlap_in, fade_in = overlap_out, fade_out
+    return spans
+
+
+def movie_frames(timeline: list[ShotSpan], shots: Mapping[str, ShotMedia]) -> Iterator[np.ndarray]:
+    """The movie's frames (H, W, 3) uint8 in order, transitions applied, one shot at a time."""
+    for k, span in enumerate(timeline):
+        frames = _faded(np.asarray(shots[span.shot_id].frames), span)
+        yield from frames[span.overlap_in : span.frames - span.overlap_out]
+        if span.overlap_out:
+            following = timeline[k + 1]
+            incoming = _faded(np.asarray(shots[following.shot_id].frames), following)
+            yield from crossfade(frames[-span.overlap_out :], incoming[: span.overlap_out])
+
+
+def crossfade(outgoing: np.ndarray, incoming: np.ndarray) -> np.ndarray:
+    """Blend two (k, H, W, 3) uint8 runs; frame j weighs the incoming one by (j + 1) / (k + 1)."""
+    k = len(outgoing)
+    weight = (np.arange(1, k + 1) / (k + 1))[:, None, None, None]  # (k, 1, 1, 1)
+    mixed = outgoing * (1 - weight) + incoming * weight
+    return np.rint(mixed).astype(np.uint8)
+
+
+def _faded(frames: np.ndarray, span: ShotSpan) -> np.ndarray:
+    """The shot's frames with its fades applied: black at the fade's far end."""
+    if not (span.fade_in or span.fade_out):
+        return frames
+    gain = np.ones(len(frames))
+    if span.fade_in:
+        gain[: span.fade_in] = np.arange(span.fade_in) / span.fade_in  # 0 ... (k-1)/k
+    if span.fade_out:
+        gain[-span.fade_out :] = np.arange(span.fade_out - 1, -1, -1) / span.fade_out
+    return np.rint(frames * gain[:, None, None, None]).astype(np.uint8)
+
+
+def write_png(image: np.ndarray | Image.Image, path: Path) -> Path:
+    """Save an RGB image as PNG atomically (no timestamps: same pixels, same bytes)."""
+    if not isinstance(image, Image.Image):
+        image = Image.fromarray(np.ascontiguousarray(image), "RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return write_bytes_atomic(path, buffer.getvalue())
+
+
+# -- subtitles ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One WebVTT cue; times in milliseconds on the movie's timeline."""
+
+    identifier: str
+    start: int
+    end: int
+    text: str  # WebVTT cue text: escaped, with a <v Speaker> span
+
+
+def subtitle_cues(screenplay: Screenplay, timeline: list[ShotSpan], fps: int) -> list[Cue]:
+    """The dialogue as cues, each line inside the part of its shot that is not crossfaded.
+
+    A shot's lines share its time in proportion to their length (plus a constant, so short
+    lines stay readable). A shot too short to give each line a millisecond gets one cue.
+    """
+    spans = {span.shot_id: span for span in timeline}
+    cues: list[Cue] = []
+    for _, shot in screenplay.shots():
+        if not shot.dialogue:
+            continue
+        span = spans[shot.id]
+        # milliseconds rounded down, so no cue outlasts the movie; `own` is in half frames
+        start = (2 * span.start + span.overlap_in) * 500 // fps
+        end = (2 * span.end - span.overlap_out) * 500 // fps
+        texts = [_cue_text(screenplay, shot, k) for k in range(len(shot.dialogue))]
+        if end - start < len(texts):
+            cues.append(Cue(f"{shot.id}/1", start, end, "\n".join(texts)))
+            continue
+        # a millisecond each, the rest in proportion to the lines' lengths
+        spare = end - start - len(texts)
+        weights = np.cumsum([0] + [len(line.line) + 20 for line in shot.dialogue])
+        bounds = [start + k + int(spare * w // weights[-1]) for k, w in enumerate(weights)]
+        for k, text in enumerate(texts):
+            cues.append(Cue(f"{shot.id}/{k + 1}", bounds[k], bounds[k + 1], text))
+    return cues
+
+
+def _cue_text(screenplay: Screenplay, shot: Shot, k: int) -> str:
+    line = shot.dialogue[k]
+    name = screenplay.character(line.speaker).name
+    text = " ".join(line.line.split())
+    if line.parenthetical:
+        text = f"({' '.join(line.parenthetical.split())}) {text}"
+    return f"<v {_escape(' '.join(name.split()))}>{_escape(text)}</v>"
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=False)  # & < > only
+
+
+def to_webvtt(cues: list[Cue]) -> str:
+    """A WebVTT file of `cues`."""
+    blocks = ["WEBVTT"]
+    for cue in cues:
+        blocks.append(
+            f"{cue.identifier}\n{_timestamp(cue.start)} --> {_timestamp(cue.end)}\n{cue.text}"
+        )
+    return "\n\n".join(blocks) + "\n"
+
+
+def _timestamp(ms: int) -> str:
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
+
+
+_TIMING = re.compile(
+    r"^(?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3}) --> (?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
+    r"(?: [^\n]*)?$"
+)
+
+
+def validate_webvtt(text: str, duration: float | None = None) -> list[tuple[float, float, str]]:
+    """Check a WebVTT file: header, cue timing syntax, order and bounds; return its cues.
+
+    Cues must start in order, not overlap, last a positive time and, with `duration`
+    (seconds), end inside it; cue text must not hold a bare '&' or '<' outside tags, or '-->'.
+
+    Returns:
+        (start seconds, end seconds, cue text) for each cue.
+
+    Raises:
+        ValueError: naming the line number of the first problem.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    blocks = re.split(r"\n{2,}", text.replace("\r\n", "\n").replace("\r", "\n").strip("\n"))
+    if not re.fullmatch(r"WEBVTT(?:[ \t][^\n]*)?(?:\n[^\n]*)*", blocks[0]) or "-->" in blocks[0]:
+        raise ValueError("line 1: a WebVTT file starts with 'WEBVTT'")
+    cues: list[tuple[float, float, str]] = []
+    line_number = blocks[0].count("\n") + 3
+    previous_end = 0.0
+    for block in blocks[1:]:
+        lines = block.split("\n")
+        if lines[0].startswith(("NOTE", "STYLE", "REGION")) and "-->" not in lines[0]:
+            line_number += len(lines) + 1
+            continue
+        if "-->" not in lines[0]:
+            lines, line_number = lines[1:], line_number + 1  # the cue's identifier
+        match = _TIMING.match(lines[0]) if lines else None
+        if match is None:
+            raise ValueError(f"line {line_number}: not a cue timing line: {lines[:1]}")
+        g = [int(x) if x else 0 for x in match.groups()]
+        start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
+        end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
+        payload = "\n".join(lines[1:])
+        if end <= start:
+            raise ValueError(f"line {line_number}: the cue ends at or before its start")
+        if start < previous_end:
+            raise ValueError(f"line {line_number}: the cue starts before the previous one ends")
+        if duration is not None and end > duration + 1e-6:
+            raise ValueError(f"line {line_number}: the cue ends after the movie ({duration:.3f} s)")
+        bare = re.sub(r"</?[a-z][^<>\n]*>|&(?:amp|lt|gt|nbsp|lrm|rlm);", "", payload)
+        if not payload or "-->" in payload or "<" in bare or "&" in bare:
+            raise ValueError(f"line {line_number}: empty or unescaped cue text: {payload!r}")
+        cues.append((start, end, payload))
+        previous_end = end
+        line_number += block.count("\n") + 2
+    return cues
