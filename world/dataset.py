@@ -4,6 +4,7 @@
 | ----------- | --------------------------------------------------------------------- |
 | `keyframes` | a shot's first frame + its mask, the shot spec, the cast's identities  |
 | `clips`     | a shot's first `clip_frames` frames + masks, the shot spec, identities |
+|             | (with `long_shots`, some shots long and cut anywhere: see `DatasetSpec`) |
 | `movies`    | every keyframe of one screenplay in story order + the screenplay      |
 
 Items come from the offline writer's screenplays for random briefs in the storyworld's
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import random
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +42,7 @@ from reelsmith.world.render import WorldConfig, WorldRenderer
 KINDS = ("keyframes", "clips", "movies")
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+LONG_SHOT_SECONDS = (5.0, 60.0)  # the range of a stretched shot's length (`long_shots`)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,12 @@ class DatasetSpec:
         clip_frames: Frames per clip.
         shard_size: Items per shard (movies: movies per shard).
         max_movie_shots: Longest movie; lengths are drawn from 4 to this.
+        long_shots: Clips: the fraction of items whose shot is stretched to a random length
+            of `LONG_SHOT_SECONDS` (log-uniform) and whose clip starts at a random frame of
+            it. When above 0, every item holds its shot's first frame (the keyframe) and then
+            its `clip_frames` frames, and its record the index in the shot of the clip's first
+            frame (`clip_start`; 0 for a shot that is not stretched). 0 (the default) builds
+            exactly what it built before the field existed.
     """
 
     kind: str
@@ -65,6 +74,7 @@ class DatasetSpec:
     clip_frames: int = 8
     shard_size: int = 512
     max_movie_shots: int = 120
+    long_shots: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -76,6 +86,10 @@ class DatasetSpec:
         for name in ("fps", "clip_frames", "shard_size", "max_movie_shots"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.long_shots <= 1.0:
+            raise InputError(f"long_shots must be in [0, 1], got {self.long_shots}")
+        if self.long_shots and self.kind != "clips":
+            raise InputError(f"long_shots is for clips datasets, not {self.kind}")
 
     @property
     def num_shards(self) -> int:
@@ -196,12 +210,7 @@ def _build_shard(job: tuple[DatasetSpec, int, str]) -> dict:
     spec, k, out = job
     first = k * spec.shard_size
     n = min(spec.shard_size, spec.count - first)
-    frames_per_item = spec.clip_frames if spec.kind == "clips" else 1
-    renderer = WorldRenderer(
-        WorldConfig(
-            resolution=spec.resolution, fps=spec.fps, seed=spec.seed, max_frames=frames_per_item
-        )
-    )
+    renderer = _renderer(spec, spec.clip_frames if spec.kind == "clips" else 1)
     images, masks, records, offsets = [], [], [], [0]
     for i in range(first, first + n):
         rng = random.Random(f"{spec.seed}/{spec.kind}/{i}")
@@ -225,12 +234,22 @@ def _build_shard(job: tuple[DatasetSpec, int, str]) -> dict:
             identities = cast_identities(screenplay.characters)
             scenes_shots = list(screenplay.shots())
             scene, shot = scenes_shots[rng.randrange(len(scenes_shots))]
-            truth = renderer.render_shot(screenplay, scene, shot, identities)
-            frames, shot_masks = truth.frames, truth.masks
+            start = 0
+            if spec.long_shots:  # its own random stream: the items' other draws are unchanged
+                long_rng = random.Random(f"{spec.seed}/{spec.kind}/{i}/long")
+                shot, start = _long_shot(spec, shot, long_rng)
+            clip_renderer = renderer if start == 0 else _renderer(spec, start + spec.clip_frames)
+            truth = clip_renderer.render_shot(screenplay, scene, shot, identities)
+            frames, shot_masks = truth.frames[start:], truth.masks[start:]
             if spec.kind == "clips" and len(frames) < spec.clip_frames:  # hold the last frame
                 pad = spec.clip_frames - len(frames)
                 frames = np.concatenate([frames, np.repeat(frames[-1:], pad, 0)])
                 shot_masks = np.concatenate([shot_masks, np.repeat(shot_masks[-1:], pad, 0)])
+            if spec.long_shots:  # the keyframe first
+                frames = np.concatenate([truth.frames[:1], frames])
+                shot_masks = np.concatenate([truth.masks[:1], shot_masks])
+                labels = truth.labels["frames"]
+                truth.labels["frames"] = labels[:1] + labels[start:]
             images.extend(frames)
             masks.extend(shot_masks)
             records.append(
@@ -248,6 +267,7 @@ def _build_shard(job: tuple[DatasetSpec, int, str]) -> dict:
                     "labels": truth.labels
                     if spec.kind == "clips"
                     else {**truth.labels, "frames": truth.labels["frames"][:1]},
+                    **({"clip_start": start} if spec.long_shots else {}),
                 }
             )
         offsets.append(len(images))
@@ -272,6 +292,25 @@ def _build_shard(job: tuple[DatasetSpec, int, str]) -> dict:
     }
 
 
+def _renderer(spec: DatasetSpec, max_frames: int) -> WorldRenderer:
+    return WorldRenderer(
+        WorldConfig(resolution=spec.resolution, fps=spec.fps, seed=spec.seed, max_frames=max_frames)
+    )
+
+
+def _long_shot(spec: DatasetSpec, shot, rng: random.Random) -> tuple:
+    """With probability `spec.long_shots`: (the shot stretched to a random length, a random
+    first frame for its clip); else (the shot, 0)."""
+    if rng.random() >= spec.long_shots:
+        return shot, 0
+    low, high = LONG_SHOT_SECONDS
+    seconds = round(math.exp(rng.uniform(math.log(low), math.log(high))), 2)
+    frames = max(1, round(seconds * spec.fps))
+    start = rng.randint(0, max(0, frames - spec.clip_frames))
+    # model_copy does not validate: a stretched shot may outlast the screenplay's longest
+    return shot.model_copy(update={"duration": seconds}), start
+
+
 # -- manifest ---------------------------------------------------------------------------
 
 
@@ -279,13 +318,22 @@ def _load_or_start(out: Path, spec: DatasetSpec) -> dict:
     if not (out / MANIFEST).exists():
         return _save_manifest(out, spec, {})
     manifest = _read_manifest(out)
-    if manifest["spec"] != asdict(spec):
+    if manifest["spec"] != _spec_dict(spec):
         raise InputError(
             f"{out / MANIFEST}: this folder holds a different dataset "
             f"({manifest['spec']['kind']}, count {manifest['spec']['count']}, "
             f"seed {manifest['spec']['seed']}); use another folder"
         )
     return manifest
+
+
+def _spec_dict(spec: DatasetSpec) -> dict:
+    """The spec as the manifest holds it: a field added later is left out at its default, so
+    manifests (and the folders they describe) built before it stay valid and byte-identical."""
+    out = asdict(spec)
+    if not out["long_shots"]:
+        del out["long_shots"]
+    return out
 
 
 def _read_manifest(out: Path) -> dict:
@@ -305,7 +353,7 @@ def _save_manifest(out: Path, spec: DatasetSpec, done: dict[int, dict]) -> dict:
     shards = [done[k] for k in sorted(done)]
     manifest = {
         "format": FORMAT_VERSION,
-        "spec": asdict(spec),
+        "spec": _spec_dict(spec),
         "complete": len(shards) == spec.num_shards,
         "items": sum(s["count"] for s in shards),
         "frames": sum(s["frames"] for s in shards),
