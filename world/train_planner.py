@@ -284,10 +284,14 @@ def train_planner(
     evals, losses, running, started = [], [], torch.zeros((), device=device), time.time()
     log(f"planner: {sum(p.numel() for p in params):,} weights, window {window}")
 
+    best: dict = {"nll": math.inf}  # the kept weights with the lowest held-out NLL so far
+
     def evaluate(step: int) -> None:
         nll = held_out_nll(kept, held, table, t["eval_batch"])
         evals.append({"step": step, "seconds": round(time.time() - started, 1), "nll": nll})
         log(f"planner step {step} held-out nll {nll:.4f}")
+        if t.get("keep_best", True) and nll < best["nll"]:
+            best.update(nll=nll, step=step, state=copy.deepcopy(kept.state_dict()))
 
     for step in range(steps):
         # the schedule runs to `steps` or to `max_seconds`, whichever is nearer
@@ -322,6 +326,10 @@ def train_planner(
     seconds = time.time() - started
     kept.eval()
     evaluate(step)
+    if "state" in best and best["step"] != step:  # the held-out set picks the checkpoint
+        kept.load_state_dict(best["state"])
+        log(f"planner: keeping step {best['step']} (held-out nll {best['nll']:.4f})")
+        evals.append({"step": best["step"], "nll": best["nll"], "kept": True})
     numbers = {
         "nll": evals[-1]["nll"],
         "nll_without_identities": held_out_nll(
@@ -336,6 +344,7 @@ def train_planner(
         "losses": losses,
         "evals": evals,
         "steps_run": step + 1,
+        "kept_step": best.get("step", step),
         "train_seconds": round(seconds, 1),
         "clips_per_second": round((step + 1) * t["batch"] / seconds, 1),
         "weights": sum(p.numel() for p in params),
