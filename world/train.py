@@ -420,7 +420,7 @@ def commit() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a built-in reelsmith model.")
-    parser.add_argument("model", choices=("identity", "keyframes", "planner", "shots"))
+    parser.add_argument("model", choices=("identity", "keyframes", "planner", "shots", "motion"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("/tmp/reelsmith-data"))
     parser.add_argument("--config", type=Path)
@@ -433,6 +433,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.model == "planner":  # its own data and loop: world/train_planner.py
         from reelsmith.world.train_planner import run
+
+        return run(args)
+    if args.model == "motion":  # its own data and loops: world/train_motion.py
+        from reelsmith.world.train_motion import run
 
         return run(args)
     if args.model == "shots":  # its own data and loop: world/train_shots.py

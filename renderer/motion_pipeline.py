@@ -1,0 +1,594 @@
+"""`MotionPipeline`: the built-in shot model (latent flow diffusion) as a diffusers pipeline, and
+`MotionShotRenderer`, the `ShotRenderer` over it.
+
+Components (models in `renderer/motion.py`):
+- `flow_autoencoder` (`FlowAutoencoder`): motion latent -> frame, by warping the keyframe;
+- `motion_transformer` (`MotionTransformer`): a DiT that denoises a clip's motion latents,
+  v-prediction;
+- `scheduler`: any diffusers scheduler (`DPMSolverMultistepScheduler` ships).
+
+Every frame of a clip is the keyframe moved by its own latent, all latents relative to the
+keyframe, so a shot of any length shows the keyframe's characters as they are in it. Guidance
+runs over the motion condition (camera move and actions together): with e_u the prediction
+without it and e_c with it, e_u + g (e_c - e_u); g = 1 computes e_c alone.
+
+    pipe = load_motion_pipeline()
+    out = pipe(keyframes, cameras=["pan-left"], actions=[{"mara": "wave"}],
+               identities=[{"mara": emb}], generator=g)
+    out.frames                                          # (B, T, 64, 64, 3) uint8
+    out.motion_latents                                  # (B, T, 3, 16, 16)
+
+A clip that continues a shot passes `context` (the last motion latent so far), `offsets` (the
+index in the shot of the clip's first frame) and `shot_frames` (the whole shot's length):
+storyworld lays an action out over the whole shot, and the model is told where each frame is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from reelsmith.memory.identity import ENCODER
+from reelsmith.planner.keyframe_spec import ACTIONS, CAMERAS, TRAITS
+from reelsmith.renderer.motion import (
+    PRESETS,
+    FlowAutoencoder,
+    MotionConditions,
+    MotionTransformer,
+    phase_features,
+)
+from reelsmith.renderer.shots import Progress, ShotRequest, clip_seed, frame_times, retime
+
+WEIGHTS = Path(__file__).parent / "weights" / "motion"
+TRAIN_COMMAND = "python -m reelsmith.world.train motion --identity memory/weights/identity --out"
+DEFAULT_STEPS = 10
+DEFAULT_GUIDANCE = 1.0  # one branch; a scale above 1 is not yet chosen by a measurement
+SCHEDULER = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "squaredcos_cap_v2",
+    "prediction_type": "v_prediction",
+    "solver_order": 2,
+    "lower_order_final": True,
+    "final_sigmas_type": "zero",
+}
+
+Images = np.ndarray | torch.Tensor | Sequence[np.ndarray]
+# the per-clip conditions `__call__` takes, in the order `check_inputs` reads them
+CONDITIONS = ("cameras", "actions", "identities", "looks", "context", "offsets", "shot_frames")
+
+
+@dataclass
+class MotionPipelineOutput(BaseOutput):
+    frames: np.ndarray | torch.Tensor  # (B, T, H, W, 3) uint8, or (B, T, 3, H, W) in [0, 1]
+    motion_latents: torch.Tensor  # (B, T, 3, g, g) float32 on the CPU
+
+
+class MotionPipeline(DiffusionPipeline):
+    model_cpu_offload_seq = "motion_transformer->flow_autoencoder"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(
+        self, flow_autoencoder: FlowAutoencoder, motion_transformer: MotionTransformer, scheduler
+    ) -> None:
+        super().__init__()
+        self.register_modules(
+            flow_autoencoder=flow_autoencoder,
+            motion_transformer=motion_transformer,
+            scheduler=scheduler,
+        )
+
+    # -- shapes ---------------------------------------------------------------------------
+
+    @property
+    def resolution(self) -> int:
+        return self.flow_autoencoder.config.resolution
+
+    @property
+    def native_frames(self) -> int:
+        return self.motion_transformer.config.frames
+
+    @property
+    def fps(self) -> float:
+        return float(self.motion_transformer.config.fps)
+
+    @property
+    def slots(self) -> int:
+        return self.motion_transformer.config.slots
+
+    @property
+    def identity_dim(self) -> int:
+        return self.motion_transformer.config.identity_dim
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _pixels(self, images: Images) -> torch.Tensor:
+        """uint8 (B, r, r, 3) -> (B, 3, r, r) in [-1, 1] on the flow autoencoder's device."""
+        x = torch.as_tensor(np.stack(images) if isinstance(images, list | tuple) else images)
+        r = self.resolution
+        if x.dtype != torch.uint8 or x.ndim != 4 or tuple(x.shape[1:]) != (r, r, 3):
+            raise ValueError(
+                f"keyframes must be uint8 (B, {r}, {r}, 3); got {x.dtype} {tuple(x.shape)}"
+            )
+        return x.to(self.flow_autoencoder.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+    def check_inputs(self, b: int, given: Mapping, steps, generator) -> None:
+        """Raise ValueError naming the first bad value; `given` holds the per-clip conditions
+        (`__call__`'s cameras, actions, identities, looks, context, offsets, shot_frames)."""
+        cameras, actions, identities, looks, context, offsets, shot_frames = (
+            given.get(name) for name in CONDITIONS
+        )
+        if not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {steps!r}")
+        if isinstance(generator, list) and len(generator) != b:
+            raise ValueError(f"{len(generator)} generators given for {b} keyframes")
+        for name, value in (
+            ("cameras", cameras),
+            ("actions", actions),
+            ("identities", identities),
+            ("looks", looks),
+            ("offsets", offsets),
+            ("shot_frames", shot_frames),
+        ):
+            if value is not None and len(value) != b:
+                raise ValueError(f"{len(value)} {name} given for {b} keyframes")
+        for camera in cameras or ():
+            if camera is not None and str(getattr(camera, "value", camera)) not in CAMERAS:
+                raise ValueError(f"unknown camera move {camera!r} (one of {list(CAMERAS)})")
+        for i, given in enumerate(actions or ()):
+            for who, action in given.items():
+                if str(getattr(action, "value", action)) not in ACTIONS:
+                    raise ValueError(
+                        f"keyframe {i}: character {who!r} has unknown action {action!r} "
+                        f"(one of {list(ACTIONS)})"
+                    )
+        for i, given in enumerate(identities or ()):
+            for who, emb in given.items():
+                shape = tuple(torch.as_tensor(emb).shape)
+                if shape != (self.identity_dim,):
+                    raise ValueError(
+                        f"keyframe {i}: identity of {who!r} has shape {shape}, "
+                        f"expected ({self.identity_dim},)"
+                    )
+        for i, given in enumerate(looks or ()):
+            for who, traits in given.items():
+                for trait, value in traits.items():
+                    if trait not in TRAITS or value not in TRAITS[trait]:
+                        raise ValueError(
+                            f"keyframe {i}: {who!r} has unknown look {trait}={value!r}"
+                        )
+        for i in range(b):
+            n = len(_characters(i, actions, identities, looks))
+            if n > self.slots:
+                raise ValueError(f"keyframe {i}: {n} characters, this model takes {self.slots}")
+        if context is not None:
+            if len(context) != b:
+                raise ValueError(f"{len(context)} contexts given for {b} keyframes")
+            shape = self.motion_transformer.latent_shape[1:]
+            for i, c in enumerate(context):
+                if c is not None and tuple(torch.as_tensor(c).shape) != shape:
+                    got = tuple(torch.as_tensor(c).shape)
+                    raise ValueError(f"context {i} has shape {got}, expected {shape}")
+        for i, value in enumerate(offsets or ()):
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"offsets[{i}] {value!r} must be an integer >= 0")
+        for i, value in enumerate(shot_frames or ()):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"shot_frames[{i}] {value!r} must be an integer >= 1")
+
+    def encode_conditions(
+        self, pixels: torch.Tensor, given: Mapping, guidance_scale: float
+    ) -> tuple[MotionConditions, list[float]]:
+        """The conditions of every branch needed, stacked, and their coefficients: the
+        conditional branch first, then (when guided) the one without camera and actions."""
+        cameras, actions, identities, looks, context, offsets, shot_frames = (
+            given.get(name) for name in CONDITIONS
+        )
+        model = self.motion_transformer
+        device, b, s = pixels.device, len(pixels), self.slots
+        camera = torch.zeros(b, dtype=torch.long)
+        ident = torch.zeros(b, s, self.identity_dim)
+        have = torch.zeros(b, s, dtype=torch.bool)
+        spec = torch.zeros(b, s, 2 + len(TRAITS), dtype=torch.long)
+        ctx = torch.zeros(b, *model.latent_shape[1:])
+        has_ctx = torch.zeros(b, dtype=torch.bool)
+        for i in range(b):
+            if cameras is not None and cameras[i] is not None:
+                camera[i] = CAMERAS.index(str(getattr(cameras[i], "value", cameras[i]))) + 1
+            for k, who in enumerate(_characters(i, actions, identities, looks)):
+                spec[i, k, 0] = 1
+                traits = (looks[i] if looks else {}).get(who, {})
+                for t, (trait, values) in enumerate(TRAITS.items()):
+                    if trait in traits:
+                        spec[i, k, 1 + t] = values.index(traits[trait]) + 1
+                action = (actions[i] if actions else {}).get(who)
+                if action is not None:
+                    spec[i, k, -1] = ACTIONS.index(str(getattr(action, "value", action))) + 1
+                emb = (identities[i] if identities else {}).get(who)
+                if emb is not None:
+                    ident[i, k] = torch.as_tensor(emb, dtype=torch.float32)
+                    have[i, k] = True
+            if context is not None and context[i] is not None:
+                ctx[i] = torch.as_tensor(context[i], dtype=torch.float32)
+                has_ctx[i] = True
+        offsets = torch.tensor(offsets if offsets is not None else [0] * b)
+        lengths = torch.tensor(shot_frames if shot_frames is not None else [self.native_frames] * b)
+        phase = phase_features(offsets, lengths, self.native_frames)
+
+        def encode(camera, spec) -> MotionConditions:
+            return model.conditions(
+                pixels,
+                camera.to(device),
+                ident.to(device),
+                have.to(device),
+                spec.to(device),
+                ctx.to(device),
+                has_ctx.to(device),
+                phase.to(device),
+            )
+
+        if guidance_scale == 1.0:
+            return encode(camera, spec), [1.0]
+        plain = spec.clone()
+        plain[..., -1] = 0  # actions dropped; camera dropped below
+        both = MotionConditions.cat([encode(camera, spec), encode(torch.zeros_like(camera), plain)])
+        return both, [guidance_scale, 1.0 - guidance_scale]
+
+    # -- sampling -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        keyframes: Images,
+        cameras: Sequence[str | None] | None = None,
+        actions: Sequence[Mapping[str, str]] | None = None,
+        identities: Sequence[Mapping[str, torch.Tensor | np.ndarray]] | None = None,
+        looks: Sequence[Mapping[str, Mapping[str, str]]] | None = None,
+        context: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
+        offsets: Sequence[int] | None = None,
+        shot_frames: Sequence[int] | None = None,
+        num_inference_steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> MotionPipelineOutput | tuple:
+        """Draw one clip of `native_frames` frames per keyframe.
+
+        Args:
+            keyframes: uint8 (B, r, r, 3) (or a list of (r, r, 3)): each clip's keyframe.
+            cameras: Per clip a camera move ("pan-left", a `CameraMove`) or None (unknown).
+            actions: Per clip, character id -> action ("wave", an `Action`).
+            identities: Per clip, character id -> identity embedding (D,)
+                (`reelsmith-identity-v1`).
+            looks: Per clip, character id -> known traits ({"colour": "red", ...}).
+                A clip's characters are those named in actions, identities or looks, at
+                most `slots`.
+            context: Per clip the motion latent (3, g, g) of the frame before it (the last of
+                the previous clip's `motion_latents`), or None for a shot's first clip.
+            offsets: Per clip the index in its shot of its first frame (default 0).
+            shot_frames: Per clip the frames in its whole shot (default `native_frames`).
+            num_inference_steps: Denoising steps.
+            guidance_scale: Guidance over the motion condition (1.0: one branch).
+            generator: A torch.Generator (or one per clip) for determinism.
+            latents: Initial noise (B, T, 3, g, g); drawn from `generator` when None.
+            output_type: "np" (uint8 (B, T, r, r, 3)) or "pt" (float (B, T, 3, r, r) in [0, 1]).
+            callback_on_step_end: Called as fn(pipe, step, timestep, kwargs) after each step;
+                it may return {"latents": ...} to replace the sample.
+        """
+        # 1. check inputs
+        pixels = self._pixels(keyframes)
+        b = len(pixels)
+        if b == 0:
+            raise ValueError("no clips to draw: keyframes is empty")
+        if output_type not in ("np", "pt"):
+            raise ValueError(f"output_type {output_type!r} is not one of np, pt")
+        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback tensor input {name!r} is not one of ['latents']")
+        given = {
+            "cameras": cameras,
+            "actions": actions,
+            "identities": identities,
+            "looks": looks,
+            "context": list(context) if torch.is_tensor(context) else context,
+            "offsets": offsets,
+            "shot_frames": shot_frames,
+        }
+        self.check_inputs(b, given, num_inference_steps, generator)
+
+        # 2. encode the conditions
+        conditions, coef = self.encode_conditions(pixels, given, float(guidance_scale))
+
+        # 3. initial noise
+        shape = (b, *self.motion_transformer.latent_shape)
+        device = pixels.device
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents of shape {tuple(latents.shape)} should be {shape}")
+
+        # 4. denoise
+        latents = self.denoise(
+            latents,
+            conditions,
+            coef,
+            num_inference_steps,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+        )
+
+        # 5. decode: each frame is the keyframe moved by its latent
+        motion = self.motion_transformer.unscale_latents(latents)
+        frames = self.decode_latents(pixels, motion)
+        self.maybe_free_model_hooks()
+        if output_type == "np":
+            frames = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+        else:
+            frames = frames.cpu()
+        if not return_dict:
+            return (frames, motion.cpu())
+        return MotionPipelineOutput(frames=frames, motion_latents=motion.float().cpu())
+
+    def denoise(
+        self,
+        latents: torch.Tensor,
+        conditions: MotionConditions,
+        coef: Sequence[float] = (1.0,),
+        num_inference_steps: int = DEFAULT_STEPS,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> torch.Tensor:
+        """The sampling loop: noise (B, T, 3, g, g) -> scaled motion latents, guided by
+        conditions stacked per branch (len(coef) * B rows) with coefficients `coef`."""
+        model = self.motion_transformer
+        device = latents.device
+        n_branch, b = len(coef), len(latents)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        latents = latents.to(torch.float32) * self.scheduler.init_noise_sigma
+        weights = torch.tensor(coef, device=device).view(n_branch, 1, 1, 1, 1, 1)
+        timesteps = self.scheduler.timesteps
+        with self.progress_bar(total=len(timesteps)) as progress:
+            for i, t in enumerate(timesteps):
+                x = self.scheduler.scale_model_input(latents, t).repeat(n_branch, 1, 1, 1, 1)
+                step = torch.as_tensor(t, device=device).expand(len(x))
+                pred = model(x, step, conditions).float()
+                pred = (pred.view(n_branch, b, *pred.shape[1:]) * weights).sum(0)
+                latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    local = {"latents": latents}
+                    kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
+                    out = callback_on_step_end(self, i, t, kwargs) or {}
+                    latents = out.get("latents", latents)
+                progress.update()
+        return latents
+
+    def decode_latents(self, pixels: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+        """Keyframes (B, 3, r, r) in [-1, 1] + motion (B, T, 3, g, g) -> frames (B, T, 3, r, r)
+        in [0, 1]."""
+        b, t = motion.shape[:2]
+        flow = self.flow_autoencoder
+        keyframes = pixels[:, None].expand(b, t, *pixels.shape[1:]).flatten(0, 1)
+        frames = flow.decode(keyframes.to(flow.dtype), motion.flatten(0, 1).to(flow.dtype))
+        return ((frames.float().clamp(-1, 1) + 1) / 2).view(b, t, *frames.shape[1:])
+
+
+def _characters(i: int, actions, identities, looks) -> list[str]:
+    """Clip i's characters in order of first mention: actions, then identities, then looks."""
+    seen: dict[str, None] = {}
+    for given in (actions, identities, looks):
+        if given is not None:
+            seen.update(dict.fromkeys(given[i]))
+    return list(seen)
+
+
+def make_pipeline(flow: Mapping | None = None, motion: Mapping | None = None) -> MotionPipeline:
+    """A freshly initialised pipeline (the training script's start, the tests' tiny models);
+    `flow` and `motion` are `FlowAutoencoder` and `MotionTransformer` keyword arguments."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    flow = FlowAutoencoder(**(PRESETS["flow"] if flow is None else flow))
+    motion = MotionTransformer(**(PRESETS["motion"] if motion is None else motion))
+    for key in ("resolution", "latent_size"):
+        if flow.config[key] != motion.config[key]:
+            raise ValueError(
+                f"the flow autoencoder's {key} is {flow.config[key]}, the motion "
+                f"transformer's {motion.config[key]}"
+            )
+    return MotionPipeline(
+        flow_autoencoder=flow,
+        motion_transformer=motion,
+        scheduler=DPMSolverMultistepScheduler(**SCHEDULER),
+    )
+
+
+def load_motion_pipeline(path: str | Path | None = None, device: str = "cpu") -> MotionPipeline:
+    """The motion pipeline from a `save_pretrained` folder (float16 on disk, float32 loaded);
+    the shipped one by default."""
+    from reelsmith.errors import InputError
+
+    folder = Path(path) if path is not None else WEIGHTS
+    if not (folder / "model_index.json").is_file():
+        raise InputError(
+            f"{folder}: no motion pipeline there (model_index.json is missing); "
+            f"train one with: {TRAIN_COMMAND} {folder}"
+        )
+    from diffusers.utils import logging as diffusers_logging
+
+    shown = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()  # no "Loading pipeline components" bar
+    try:
+        pipe = MotionPipeline.from_pretrained(folder, dtype=torch.float32)
+    finally:
+        if shown:
+            diffusers_logging.enable_progress_bar()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+# -- the ShotRenderer ---------------------------------------------------------------------
+
+
+class MotionShotRenderer:
+    """The `ShotRenderer` over a `MotionPipeline`.
+
+    A shot is rendered at the model's size and frame rate over the request's time span, as
+    clips of `native_frames` frames, then retimed and resized back to the request's. Every clip
+    warps the shot's own keyframe: clip k > 0 draws the frames right after clip k - 1, with its
+    last motion latent as context, so nothing is re-encoded from a generated frame and the
+    characters cannot drift however long the shot is. Clips of different shots are drawn
+    together (all first clips, then all second clips, ...) in batches of `batch_size`; clip k
+    of a shot seeded s uses `clip_seed(s, k)`, so a shot is the same whatever is rendered with
+    it. A shot's first `slots` characters (in the order of its actions, then its identities)
+    are the model's; the others move only as the keyframe's pixels around them do.
+
+    Args:
+        pipe: A loaded `MotionPipeline`.
+        steps: Denoising steps per clip.
+        guidance_scale: Guidance over the motion condition (1.0: one branch).
+        batch_size: The most clips per pipeline call.
+        name: The backend's name in logs and errors.
+    """
+
+    def __init__(
+        self,
+        pipe: MotionPipeline,
+        *,
+        steps: int = DEFAULT_STEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        batch_size: int = 8,
+        name: str = "motion",
+    ) -> None:
+        if steps < 1:
+            raise ValueError(f"steps {steps} must be at least 1")
+        if batch_size < 1:
+            raise ValueError(f"batch_size {batch_size} must be at least 1")
+        self.pipe = pipe
+        self.steps, self.guidance_scale, self.batch_size = steps, guidance_scale, batch_size
+        self.name = name
+        self.native_frames = pipe.native_frames
+        self.fps = pipe.fps
+        self.calls = 0  # pipeline calls so far
+        pipe.set_progress_bar_config(disable=True)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path | None = None, device: str = "cpu", **kwargs
+    ) -> MotionShotRenderer:
+        """`load_motion_pipeline(path, device)` wrapped; kwargs go to the constructor."""
+        return cls(load_motion_pipeline(path, device), **kwargs)
+
+    def render(
+        self, requests: Sequence[ShotRequest], progress: Progress | None = None
+    ) -> list[np.ndarray]:
+        """One shot per request, uint8 (request.frames, H, W, 3) at its keyframe's size."""
+        # 1. check inputs
+        requests = list(requests)
+        if not requests:
+            raise ValueError("no shots to render: requests is empty")
+        for i, request in enumerate(requests):
+            if not isinstance(request, ShotRequest):
+                raise ValueError(f"requests[{i}] is a {type(request).__name__}, not a ShotRequest")
+            if request.start is not None:
+                raise ValueError(
+                    f"shot {request.shot_id!r}: {self.name} renders whole shots from their "
+                    "keyframe and extends long ones itself; a start frame is not taken"
+                )
+
+        # 2. each shot at the model's size and frame rate
+        shots = [self._at_model(request) for request in requests]
+
+        # 3. clip rounds: clip k of every shot still short of frames, drawn together
+        clips: list[list[np.ndarray]] = [[] for _ in shots]
+        last: list[torch.Tensor | None] = [None] * len(shots)
+        done = 0
+        for k in range(max(-(-s.frames // self.native_frames) for s in shots)):
+            todo = [i for i, s in enumerate(shots) if k * self.native_frames < s.frames]
+            for j in range(0, len(todo), self.batch_size):
+                batch = todo[j : j + self.batch_size]
+                out = self._draw([shots[i] for i in batch], k, [last[i] for i in batch])
+                for i, frames, motion in zip(batch, out.frames, out.motion_latents, strict=True):
+                    clips[i].append(frames)
+                    last[i] = motion[-1]
+            for i in todo:
+                if (k + 1) * self.native_frames >= shots[i].frames:
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(shots))
+
+        # 4. exactly the frames asked for, at each request's frame rate and size
+        return [
+            self._from_model(np.concatenate(clips[i])[: shots[i].frames], request, shots[i])
+            for i, request in enumerate(requests)
+        ]
+
+    def _draw(
+        self, shots: list[ShotRequest], k: int, context: list[torch.Tensor | None]
+    ) -> MotionPipelineOutput:
+        characters = [
+            list(dict.fromkeys([*s.actions, *identity_embeddings(s)]))[: self.pipe.slots]
+            for s in shots
+        ]
+        self.calls += 1
+        return self.pipe(
+            np.stack([s.keyframe for s in shots]),
+            cameras=[s.camera for s in shots],
+            actions=[
+                {c: s.actions[c] for c in chosen if c in s.actions}
+                for s, chosen in zip(shots, characters, strict=True)
+            ],
+            identities=[
+                {c: e for c, e in identity_embeddings(s).items() if c in chosen}
+                for s, chosen in zip(shots, characters, strict=True)
+            ],
+            context=None if k == 0 else context,
+            offsets=[k * self.native_frames] * len(shots),
+            shot_frames=[s.frames for s in shots],
+            num_inference_steps=self.steps,
+            guidance_scale=self.guidance_scale,
+            generator=[torch.Generator().manual_seed(clip_seed(int(s.seed), k)) for s in shots],
+        )
+
+    def _at_model(self, request: ShotRequest) -> ShotRequest:
+        """The request at the model's size and frame rate, over the same time span."""
+        r = self.pipe.resolution
+        span = int(frame_times(request.frames, self.fps, request.fps)[-1]) + 1
+        return replace(
+            request, keyframe=resize(request.keyframe, (r, r)), frames=span, fps=self.fps
+        )
+
+    def _from_model(self, frames: np.ndarray, request: ShotRequest, at: ShotRequest) -> np.ndarray:
+        frames = retime(frames, at.fps, request.frames, request.fps)
+        size = request.keyframe.shape[:2]
+        return np.stack([resize(frame, size) for frame in frames])
+
+
+def identity_embeddings(request: ShotRequest) -> dict[str, torch.Tensor]:
+    """The request's identity embeddings from the built-in encoder, by character id; a
+    character without one is moved from its keyframe pixels and action alone."""
+    return {
+        character: torch.as_tensor(by_encoder[ENCODER]).float()
+        for character, by_encoder in request.identities.items()
+        if ENCODER in by_encoder
+    }
+
+
+def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 (H, W, 3) frame at (height, width), bicubic; the frame itself if it fits."""
+    height, width = size
+    if frame.shape[:2] == (height, width):
+        return frame
+    return np.asarray(PIL.Image.fromarray(frame).resize((width, height), PIL.Image.BICUBIC))
