@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from transformers import DynamicCache, LlamaConfig, LlamaModel
 
 from reelsmith.planner.keyframe_spec import SCENE_FIELDS, SLOT_FIELDS, TRAITS
 
+WEIGHTS = Path(__file__).parent / "weights" / "planner"
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 STYLE, IDENTITY, SPEC, TOKEN = range(4)  # type ids of the four kinds of position
@@ -140,22 +142,39 @@ class MixtureHead(nn.Module):
         self,
         hidden: torch.Tensor,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> torch.Tensor:
         """Draw one token (B, d) from hidden (B, H); temperature scales the std.
 
-        Temperature 0 returns the mean of the most likely component.
+        Temperature 0 returns the mean of the most likely component. `generator` is one for
+        the batch, or one per row: then each row's draw depends on its own generator only.
         """
         logits, means, log_scales = self(hidden)
+        per_row = isinstance(generator, Sequence)
         if temperature == 0:
             pick = logits.argmax(-1)
+        elif per_row:
+            probs = torch.softmax(logits.float(), -1)
+            pick = torch.cat(
+                [
+                    torch.multinomial(p[None].to(g.device), 1, generator=g).to(p.device)[0]
+                    for p, g in zip(probs, generator, strict=True)
+                ]
+            )
         else:
             pick = torch.multinomial(torch.softmax(logits, -1), 1, generator=generator)[:, 0]
         rows = torch.arange(len(hidden), device=hidden.device)
         mean, log_scale = means[rows, pick], log_scales[rows, pick]  # (B, d)
         if temperature == 0:
             return mean
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        if per_row:
+            noise = torch.stack(
+                [torch.randn(mean.shape[1:], generator=g, device=g.device) for g in generator]
+            ).to(mean.device, mean.dtype)
+        else:
+            noise = torch.randn(
+                mean.shape, generator=generator, device=mean.device, dtype=mean.dtype
+            )
         return mean + temperature * torch.exp(log_scale) * noise
 
 
@@ -359,7 +378,7 @@ class KeyframePlanner(nn.Module):
         specs: torch.Tensor,
         slot_cast: torch.Tensor | None = None,
         temperature: float = 1.0,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
         window: int | None = None,
     ) -> PlanOutput:
         """Plan the keyframe tokens of every shot, in order, for B movies at once.
@@ -371,7 +390,8 @@ class KeyframePlanner(nn.Module):
                 (plan movies of different lengths in separate calls).
             slot_cast: (B, T, S) cast index of each slot's character, -1 where none or unknown.
             temperature: Scales the std of the mixture; 0 takes the most likely mean.
-            generator: Makes sampling deterministic.
+            generator: Makes sampling deterministic; a list of B generators (one per movie)
+                makes each movie's plan independent of the others in the batch.
             window: Shots held in the KV cache, the current one included (default config's).
 
         Returns:
@@ -384,20 +404,25 @@ class KeyframePlanner(nn.Module):
             raise ValueError(f"window must be >= 1, got {window}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if isinstance(generator, Sequence) and len(generator) != len(style):
+            raise ValueError(f"{len(generator)} generators given for {len(style)} movies")
         k = self.config.token_count
         if 1 + cast.shape[1] + window * (1 + k) > self.config.max_positions:
             raise ValueError(
                 f"window {window} does not fit max_positions {self.config.max_positions}"
             )
-        # 2. encode what is known up front
+        # 2. encode the pinned prefix; specs are embedded shot by shot, so that working memory
+        #    does not grow with the movie (only the planned tokens do)
         identities = self.cast_identities(cast, cast_mask)  # (B, C, D)
         prefix = self.embed_prefix(style, identities)  # (B, P, H)
-        spec_embeds = self.embed_specs(specs, slot_cast, identities)  # (B, T, H)
+        b, t_all = specs.shape[:2]
+        planned = prefix.new_zeros(b, t_all, k, self.config.token_dim)  # (B, T, K, d)
         finished: deque[torch.Tensor] = deque(maxlen=window - 1)  # (B, 1+K, H) per shot
-        cache, cached_shots, planned, lengths = None, 0, [], []
+        cache, cached_shots, lengths = None, 0, []
         # 3. plan shot after shot
-        for t in range(specs.shape[1]):
-            spec = spec_embeds[:, t : t + 1]  # (B, 1, H)
+        for t in range(t_all):
+            pointers = None if slot_cast is None else slot_cast[:, t : t + 1]
+            spec = self.embed_specs(specs[:, t : t + 1], pointers, identities)  # (B, 1, H)
             if cache is None or cached_shots == window:
                 # (re)build: pinned prefix + the last window - 1 shots, positions from 0
                 cache = DynamicCache()
@@ -415,12 +440,10 @@ class KeyframePlanner(nn.Module):
                     h = self._step(self._token_embed(token, j), cache)
                     lengths.append(cache.get_seq_length())
             tokens = torch.stack(shot_tokens, 1)  # (B, K, d)
-            planned.append(tokens)
+            planned[:, t] = tokens
             finished.append(torch.cat([spec, self.embed_tokens(tokens[:, None])[:, 0]], 1))
         # 4. collect
-        if not planned:
-            return PlanOutput(prefix.new_zeros(len(style), 0, k, self.config.token_dim), lengths)
-        return PlanOutput(tokens=torch.stack(planned, 1), cache_lengths=lengths)
+        return PlanOutput(tokens=planned, cache_lengths=lengths)
 
     def _token_embed(self, token: torch.Tensor, j: int) -> torch.Tensor:
         """One sampled token (B, d) at index j -> (B, 1, H)."""
@@ -446,3 +469,14 @@ class KeyframePlanner(nn.Module):
         model = cls(PlannerConfig(**raw))
         model.load_state_dict(load_file(str(folder / WEIGHTS_NAME)))
         return model.eval()
+
+
+def load_keyframe_planner(path: str | Path | None = None, device: str = "cpu") -> KeyframePlanner:
+    """The keyframe planner from a `save_pretrained` folder; the shipped one by default."""
+    from reelsmith.errors import InputError
+
+    folder = Path(path) if path is not None else WEIGHTS
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
+    if missing:
+        raise InputError(f"{folder}: no keyframe planner there ({', '.join(missing)} missing)")
+    return KeyframePlanner.from_pretrained(folder).to(device)

@@ -113,6 +113,9 @@ class Mp4Writer:
         if self.upscale > 1:
             image = image.repeat(self.upscale, axis=0).repeat(self.upscale, axis=1)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        # convert to YUV here: the encoder's implicit conversion of small frames reads
+        # uninitialised memory, so the same frames could give different files
+        frame = frame.reformat(format="yuv420p")
         self._container.mux(self._stream.encode(frame))
         self.frames_written += 1
 
