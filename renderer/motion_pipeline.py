@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
@@ -46,7 +45,15 @@ from reelsmith.renderer.motion import (
     MotionTransformer,
     phase_features,
 )
-from reelsmith.renderer.shots import Progress, ShotRequest, clip_seed, frame_times, retime
+from reelsmith.renderer.shots import (
+    Progress,
+    ShotRequest,
+    check_requests,
+    clip_seed,
+    frame_times,
+    resize,
+    retime,
+)
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion"
 TRAIN_COMMAND = "python -m reelsmith.world.train motion --identity memory/weights/identity --out"
@@ -496,12 +503,8 @@ class MotionShotRenderer:
     ) -> list[np.ndarray]:
         """One shot per request, uint8 (request.frames, H, W, 3) at its keyframe's size."""
         # 1. check inputs
-        requests = list(requests)
-        if not requests:
-            raise ValueError("no shots to render: requests is empty")
-        for i, request in enumerate(requests):
-            if not isinstance(request, ShotRequest):
-                raise ValueError(f"requests[{i}] is a {type(request).__name__}, not a ShotRequest")
+        requests = check_requests(requests)
+        for request in requests:
             if request.start is not None:
                 raise ValueError(
                     f"shot {request.shot_id!r}: {self.name} renders whole shots from their "
@@ -584,11 +587,3 @@ def identity_embeddings(request: ShotRequest) -> dict[str, torch.Tensor]:
         for character, by_encoder in request.identities.items()
         if ENCODER in by_encoder
     }
-
-
-def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A uint8 (H, W, 3) frame at (height, width), bicubic; the frame itself if it fits."""
-    height, width = size
-    if frame.shape[:2] == (height, width):
-        return frame
-    return np.asarray(PIL.Image.fromarray(frame).resize((width, height), PIL.Image.BICUBIC))

@@ -60,10 +60,12 @@ from reelsmith.renderer.pretrained import LOAD_FAILURES, to_uint8
 from reelsmith.renderer.shots import (
     Progress,
     ShotRequest,
+    check_requests,
     extend_clip_by_clip,
     frame_times,
     motion_level,
     motion_prompt,
+    resize,
     retime,
 )
 
@@ -439,12 +441,7 @@ class PretrainedShotRenderer:
     ) -> list[np.ndarray]:
         """One clip per request, uint8 (frames, H, W, 3) at its keyframe's size."""
         # 1. check inputs
-        requests = list(requests)
-        if not requests:
-            raise ValueError("no shots to render: requests is empty")
-        for i, request in enumerate(requests):
-            if not isinstance(request, ShotRequest):
-                raise ValueError(f"requests[{i}] is a {type(request).__name__}, not a ShotRequest")
+        requests = check_requests(requests)
 
         # 2. render each shot on its own
         shots = []
@@ -494,14 +491,6 @@ class PretrainedShotRenderer:
                 f"num_frames={num_frames}, fewer than the {clip.frames} needed"
             )
         return to_uint8(np.asarray(video[: clip.frames]))
-
-
-def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A uint8 (H, W, 3) frame at (height, width), bicubic; the frame itself if it fits."""
-    height, width = size
-    if frame.shape[:2] == (height, width):
-        return frame
-    return np.asarray(PIL.Image.fromarray(frame).resize((width, height), PIL.Image.BICUBIC))
 
 
 def save_memory(

@@ -34,7 +34,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
@@ -54,8 +53,10 @@ from reelsmith.renderer.shot_model import (
 from reelsmith.renderer.shots import (
     Progress,
     ShotRequest,
+    check_requests,
     extend_clip_by_clip,
     frame_times,
+    resize,
     retime,
 )
 
@@ -549,12 +550,7 @@ class BuiltinShotRenderer:
     ) -> list[np.ndarray]:
         """One shot per request, uint8 (request.frames, H, W, 3) at its keyframe's size."""
         # 1. check inputs
-        requests = list(requests)
-        if not requests:
-            raise ValueError("no shots to render: requests is empty")
-        for i, request in enumerate(requests):
-            if not isinstance(request, ShotRequest):
-                raise ValueError(f"requests[{i}] is a {type(request).__name__}, not a ShotRequest")
+        requests = check_requests(requests)
 
         # 2. each shot at the model's size and frame rate
         at_model = [self._at_model(request) for request in requests]
@@ -652,11 +648,3 @@ def identity_embeddings(request: ShotRequest) -> dict[str, torch.Tensor]:
         for character, by_encoder in request.identities.items()
         if ENCODER in by_encoder
     }
-
-
-def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A uint8 (H, W, 3) frame at (height, width), bicubic; the frame itself if it fits."""
-    height, width = size
-    if frame.shape[:2] == (height, width):
-        return frame
-    return np.asarray(PIL.Image.fromarray(frame).resize((width, height), PIL.Image.BICUBIC))

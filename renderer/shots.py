@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+import PIL.Image
 
 from reelsmith.planner.screenplay import Action, CameraMove, Shot
 
@@ -300,3 +301,22 @@ def retime(frames: np.ndarray, fps: float, count: int, to_fps: float) -> np.ndar
 def frame_times(count: int, fps: float, to_fps: float) -> np.ndarray:
     """For each of `count` frames at `to_fps`, the nearest frame at `fps` (its index)."""
     return np.floor(np.arange(count) * (fps / to_fps) + 0.5).astype(np.int64)
+
+
+def resize(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 (H, W, 3) frame at (height, width), bicubic; the frame itself if it fits."""
+    height, width = size
+    if frame.shape[:2] == (height, width):
+        return frame
+    return np.asarray(PIL.Image.fromarray(frame).resize((width, height), PIL.Image.BICUBIC))
+
+
+def check_requests(requests: Sequence[ShotRequest]) -> list[ShotRequest]:
+    """The requests as a list; ValueError if there are none or one is not a `ShotRequest`."""
+    requests = list(requests)
+    if not requests:
+        raise ValueError("no shots to render: requests is empty")
+    for i, request in enumerate(requests):
+        if not isinstance(request, ShotRequest):
+            raise ValueError(f"requests[{i}] is a {type(request).__name__}, not a ShotRequest")
+    return requests
