@@ -332,7 +332,13 @@ def _screenplay(state: MovieState, run: RunDir) -> Screenplay:
 
 
 def _shot_request(run: RunDir, shot, keyframe, cast: dict) -> ShotRequest:
-    """The shot's request to the renderer; `cast` maps character ids to `CastEntry`s."""
+    return shot_request(shot, keyframe, cast, fps=run.inputs.fps, seed=run.inputs.seed)
+
+
+def shot_request(shot, keyframe, cast: dict, *, fps: int, seed: int) -> ShotRequest:
+    """A shot's request to the renderer, as `render_shot` makes it (benchmarks/end_to_end.py
+    makes its requests here too). `cast` maps character ids to `CastEntry`s; `seed` is the
+    run seed."""
     from reelsmith.memory.identity import ENCODER
 
     identities = {
@@ -341,11 +347,7 @@ def _shot_request(run: RunDir, shot, keyframe, cast: dict) -> ShotRequest:
         if cast[cid].embedding is not None
     }
     return ShotRequest.from_shot(
-        shot,
-        keyframe,
-        fps=run.inputs.fps,
-        seed=render_seed(run.inputs.seed, shot.id),
-        identities=identities,
+        shot, keyframe, fps=fps, seed=render_seed(seed, shot.id), identities=identities
     )
 
 

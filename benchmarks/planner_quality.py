@@ -20,6 +20,11 @@ movie), then `planner.planning.plan_many` plans and draws its keyframes. Setting
 - `no_planner`: no planner: each keyframe from spec + identities + the tokens of the previous
   keyframe of its scene (`plan_keyframes(planner=None)`).
 
+`--describe partial` writes every held-out screenplay from briefs that name only each character's
+colour and body ("a pink wizard", `random_brief(describe="partial")`), as people write them, all
+drawn by the world renderer like the long ones: casting then chooses the pattern and accessory
+once and memory keeps them, which `memory_off` cannot.
+
 Scores (`keyframes_quality.score`): identity accuracy over (shot, character) pairs where the
 character covers at least `MIN_PIXELS` pixels of the ground-truth keyframe (the judge must find
 the looks the cast gave it, which is what `cast.json` holds); location / time / shot-size
@@ -109,12 +114,16 @@ def load_movies(count: int, seed: int, max_shots: int, folder: Path) -> list[dic
     ]
 
 
-def long_movies(count: int, shots: int, seed: int) -> list[dict]:
+def written_movies(
+    count: int, shots: tuple[int, int], seed: int, tag: str, describe: str = "all"
+) -> list[dict]:
+    """`count` offline-writer screenplays of `shots` (low, high) shots, drawn by the world."""
     renderer = WorldRenderer(WorldConfig(resolution=64, seed=seed, max_frames=1))
     out = []
     for i in range(count):
-        rng = random.Random(f"{seed}/long/{i}")
-        screenplay = OfflineWriter().write(random_brief(rng, shots))
+        rng = random.Random(f"{seed}/{tag}/{i}")
+        n = shots[0] if shots[0] == shots[1] else rng.randint(*shots)
+        screenplay = OfflineWriter().write(random_brief(rng, n, describe))
         truths = list(renderer.render(screenplay))
         frames = np.stack([t.frames[0] for t in truths])
         masks = np.stack([t.masks[0] for t in truths])
@@ -199,6 +208,9 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--describe", choices=("all", "partial"), default="all", help="what descriptions name"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     settings = [s for s in args.settings.split(",") if s]
@@ -217,15 +229,25 @@ def main() -> None:
     judge = load_judge("frame").to(args.device)
 
     # 2. held-out screenplays and their ground truth
-    with tempfile.TemporaryDirectory() as tmp:
-        sets = {"movies": load_movies(args.count, args.seed, args.max_shots, Path(tmp) / "m")}
+    if args.describe == "all":
+        with tempfile.TemporaryDirectory() as tmp:
+            sets = {"movies": load_movies(args.count, args.seed, args.max_shots, Path(tmp) / "m")}
+    else:
+        shots = (4, args.max_shots)
+        sets = {"movies": written_movies(args.count, shots, args.seed, "movies", args.describe)}
     if args.long:
-        sets["long"] = long_movies(args.long, args.long_shots, args.seed)
+        shots = (args.long_shots, args.long_shots)
+        sets["long"] = written_movies(args.long, shots, args.seed, "long", args.describe)
+    worlds = {  # the looks the world drew each movie's ground truth with
+        name: [cast_identities(m["screenplay"].characters) for m in movies]
+        for name, movies in sets.items()
+    }
     report: dict = {
         "planner": str(args.planner or "shipped"),
         "seed": args.seed,
         "steps": args.steps,
         "temperature": args.temperature,
+        "describe": args.describe,
         "sets": {
             k: {"movies": len(v), "shots": sum(len(m["truth"]) for m in v)} for k, v in sets.items()
         },
@@ -246,13 +268,18 @@ def main() -> None:
     matches = [  # the looks casting gave against those the world drew the truth with
         Identity(**cast[c.id].looks) == world[c.id]
         for n in sets
-        for m, cast in zip(sets[n], casts[n], strict=True)
-        for world in [cast_identities(m["screenplay"].characters)]
+        for m, cast, world in zip(sets[n], casts[n], worlds[n], strict=True)
         for c in m["screenplay"].characters
     ]
     report["cast_looks_match_truth"] = round(sum(matches) / len(matches), 4)
+    truth_casts = {
+        name: [
+            {c: CastEntry(None, w.to_dict()) for c, w in world.items()} for world in worlds[name]
+        ]
+        for name in sets
+    }
     report["judge_on_truth"] = {
-        name: scored(judge, movies, casts[name], [m["truth"] for m in movies])
+        name: scored(judge, movies, truth_casts[name], [m["truth"] for m in movies])
         for name, movies in sets.items()
     }
     print("judge on truth: " + json.dumps(report["judge_on_truth"]), flush=True)

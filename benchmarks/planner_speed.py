@@ -2,16 +2,16 @@
 
     python benchmarks/planner_speed.py [--planner DIR] [--shots 10,100,1000] [--json OUT]
 
-On the CPU, one movie at a time (B = 1), greedy decoding (temperature 0), one offline-writer
-screenplay per length with a cast of three (random identity embeddings), built through
-`planner.planning.prepare` as the product builds it. Weights are random unless `--planner`
-is given: speed and memory do not depend on them.
+On the CPU, one movie at a time (or `--batch` copies at once), greedy decoding (temperature 0),
+one offline-writer screenplay per length with a cast of three (random identity embeddings),
+built through `planner.planning.prepare` as the product builds it. Weights are random unless
+`--planner` is given: speed and memory do not depend on them.
 
 1. Speed: `KeyframePlanner.generate` (KV cache, window of W shots) against a reference that
    recomputes the whole context without a cache at every step. Two references:
    - `uncached_window`: the same context `generate` attends to (pinned prefix + the shots in
-     its window), re-encoded from scratch for every token; it plans the same tokens (the
-     largest difference is printed), so the ratio is what the cache saves;
+     its window, rebuilt at the same shots), re-encoded from scratch for every token; it plans
+     the same tokens (the largest difference is printed), so the ratio is what the cache saves;
    - `uncached_movie`: no window, the whole movie so far re-encoded for every token (what a
      planner without a bounded context recomputes; different tokens past W shots). It runs
      where the movie fits `max_positions` and, at 1000 shots, only with `--movie-1000`.
@@ -20,7 +20,9 @@ is given: speed and memory do not depend on them.
    was live before it, from the profiler's allocation records (`profile_memory=True`: every
    allocation with the allocator's running total). The planned tokens themselves
    (B x T x K x d floats, the result) grow with T; the peak without them is the working memory.
-3. CPU time: process CPU seconds per planned shot of the cached runs.
+   `stream` hands each shot's tokens on as they are planned (as planning does when it draws
+   keyframes shot by shot): its peak is what a caller that keeps no tokens holds.
+3. CPU time: process CPU seconds per planned shot (of all movies) of each run.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ PROMPT = (
 )
 
 
-def movie_inputs(model: KeyframePlanner, shots: int) -> dict[str, torch.Tensor]:
-    """`generate`'s inputs for one offline-writer movie of `shots` shots (B = 1)."""
+def movie_inputs(model: KeyframePlanner, shots: int, batch: int = 1) -> dict[str, torch.Tensor]:
+    """`generate`'s inputs for one offline-writer movie of `shots` shots, `batch` times."""
     c = model.config
     screenplay = OfflineWriter().write(Brief(PROMPT, shots=shots, seed=shots))
     g = torch.Generator().manual_seed(0)
@@ -60,13 +62,14 @@ def movie_inputs(model: KeyframePlanner, shots: int) -> dict[str, torch.Tensor]:
         for cid, ident in cast_identities(screenplay.characters).items()
     }
     movie = prepare(screenplay, cast, 0, c.slots, c.max_cast, c.identity_dim)
-    return {
+    rows = {
         "style": torch.zeros(1, dtype=torch.long),
         "cast": movie.cast[None],  # (1, C, D)
         "cast_mask": movie.cast_mask[None],
         "specs": movie.spec_rows[None],  # (1, T, 4 + 6S)
         "slot_cast": movie.slot_cast[None],  # (1, T, S)
     }
+    return {name: x.expand(batch, *x.shape[1:]).contiguous() for name, x in rows.items()}
 
 
 @torch.no_grad()
@@ -79,6 +82,10 @@ def generate_uncached(
     the whole movie so far. -> tokens (B, T, K, d).
     """
     k = model.config.token_count
+    stride = None
+    if window is not None:  # `generate`'s default stride for this window
+        own = window == model.config.window and model.config.stride is not None
+        stride = model.config.stride if own else max(1, window // 2)
     identities = model.cast_identities(inputs["cast"], inputs["cast_mask"])  # (B, C, D)
     prefix = model.embed_prefix(inputs["style"], identities)  # (B, P, H)
     specs, slot_cast = inputs["specs"], inputs["slot_cast"]
@@ -94,8 +101,11 @@ def generate_uncached(
         spec = model.embed_specs(specs[:, t : t + 1], slot_cast[:, t : t + 1], identities)
         if window is None:
             context = list(finished)
-        elif context is None or held == window:  # where `generate` rebuilds its cache
-            context, held = list(finished), len(finished) + 1
+        elif context is None:
+            context, held = [], 1
+        elif held == window:  # where `generate` rebuilds its cache: it keeps W - stride shots
+            context = list(finished)[len(finished) - (window - stride) :]
+            held = len(context) + 1
         else:
             context.append(finished[-1])
             held += 1
@@ -141,6 +151,7 @@ def main() -> None:
     parser.add_argument("--memory-shots", default="100,1000", help="lengths to profile memory at")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=1, help="movies planned at once")
     parser.add_argument("--movie-1000", action="store_true", help="uncached_movie at 1000 too")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -155,6 +166,7 @@ def main() -> None:
         "planner": str(args.planner or "random weights, default config"),
         "config": {"hidden": c.hidden, "layers": c.layers, "window": c.window, "K": c.token_count},
         "threads": args.threads,
+        "batch": args.batch,
         "speed": {},
         "memory": {},
     }
@@ -162,7 +174,7 @@ def main() -> None:
 
     # 1. speed: cached and the references, alternating
     for shots in [int(s) for s in args.shots.split(",")]:
-        inputs = movie_inputs(model, shots)
+        inputs = movie_inputs(model, shots, args.batch)
         positions = 1 + inputs["cast"].shape[1] + shots * (1 + c.token_count)
         runs = {
             "cached": lambda inputs=inputs: model.generate(**inputs, temperature=0.0).tokens,
@@ -182,7 +194,7 @@ def main() -> None:
             cpu = statistics.median(p for _, p in samples)
             row[name] = {
                 "seconds": round(wall, 4),
-                "cpu_ms_per_shot": round(1000 * cpu / shots, 3),
+                "cpu_ms_per_shot": round(1000 * cpu / (shots * args.batch), 3),
             }
         for name in [n for n in runs if n != "cached"]:
             ratio = row[name]["seconds"] / row["cached"]["seconds"]
@@ -193,16 +205,20 @@ def main() -> None:
 
     # 2. memory: peak allocated bytes during one cached generate
     for shots in [int(s) for s in args.memory_shots.split(",")]:
-        inputs = movie_inputs(model, shots)
+        inputs = movie_inputs(model, shots, args.batch)
         peak = peak_bytes(lambda inputs=inputs: model.generate(**inputs, temperature=0.0))
+        streamed = peak_bytes(  # each shot's tokens handed on (here: dropped) as it is planned
+            lambda inputs=inputs: [None for _ in model.stream(**inputs, temperature=0.0)]
+        )
         lengths = model.generate(**inputs, temperature=0.0).cache_lengths
-        result = shots * c.token_count * c.token_dim * 4  # the planned tokens, float32
+        result = args.batch * shots * c.token_count * c.token_dim * 4  # planned tokens, float32
         report["memory"][shots] = {
             "peak_bytes": peak,
             "planned_tokens_bytes": result,
             "peak_without_planned_tokens": peak - result,
+            "stream_peak_bytes": streamed,
             "max_cache_positions": max(lengths),
-            "kv_cache_bytes": max(lengths) * c.layers * 2 * c.hidden * 4,
+            "kv_cache_bytes": args.batch * max(lengths) * c.layers * 2 * c.hidden * 4,
         }
         print(f"{shots} shots memory: " + json.dumps(report["memory"][shots]), flush=True)
     sizes = sorted(report["memory"])
@@ -211,6 +227,9 @@ def main() -> None:
         report["memory"]["peak_ratio"] = round(large["peak_bytes"] / small["peak_bytes"], 3)
         report["memory"]["working_peak_ratio"] = round(
             large["peak_without_planned_tokens"] / small["peak_without_planned_tokens"], 3
+        )
+        report["memory"]["stream_peak_ratio"] = round(
+            large["stream_peak_bytes"] / small["stream_peak_bytes"], 3
         )
     text = json.dumps(report, indent=1)
     print(text)

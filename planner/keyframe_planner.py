@@ -22,12 +22,14 @@ False) are the same null; padded shots come last, so they never reach real ones 
 
 `generate` plans shot after shot with a KV cache. The cache holds the pinned prefix plus at most
 `window` shots, the one being planned included; when the next shot would make it `window + 1`,
-the cache is rebuilt from the prefix plus the last `window - 1` finished shots' embeddings,
-re-encoded with positions restarting at 0. So memory is bounded by P + window * (1 + K)
-positions however long the movie is, and every planning step sees exactly what a training
-sequence of `window` shots shows (training on clips of `window` shots matches it best). The
-price: once the window is full, every shot re-encodes its window once (a sliding cache would
-need re-rotating RoPE keys; not worth it at these sizes).
+the window slides by `stride` shots: the cache is rebuilt from the prefix plus the last
+`window - stride` finished shots' embeddings, re-encoded with positions restarting at 0, and
+then grows shot by shot again. So memory is bounded by P + window * (1 + K) positions however
+long the movie is; every planning step sees what a training sequence of at most `window` shots
+shows (a shot planned from the prefix plus its last `window - stride` to `window - 1` shots);
+and the re-encoding costs one pass over `window - stride` shots every `stride` shots. (A cache
+that dropped its oldest shot in place would keep keys and values computed with that shot in
+view, which no recomputation reproduces; rebuilding keeps cached and uncached plans equal.)
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,7 @@ class PlannerConfig:
     heads: int = 4
     mixtures: int = 8  # M Gaussian components per predicted token
     window: int = 16  # W shots held in the generation KV cache, the current one included
+    stride: int | None = None  # shots a full generation window slides by (None: window // 2)
     max_cast: int = 8  # most identity tokens in the pinned prefix
     styles: int = 1  # learned style vectors
     token_mask_prob: float = 0.1  # training: input keyframe tokens replaced by the mask vector
@@ -189,6 +192,8 @@ class KeyframePlanner(nn.Module):
         super().__init__()
         if config.window < 1:
             raise ValueError(f"window must be >= 1, got {config.window}")
+        if config.stride is not None and not 1 <= config.stride <= config.window:
+            raise ValueError(f"stride must be in [1, window {config.window}], got {config.stride}")
         self.config = c = config
         self.style_embedder = nn.Embedding(c.styles, c.hidden)
         self.identity_embedder = nn.Linear(c.identity_dim, c.hidden)
@@ -370,7 +375,7 @@ class KeyframePlanner(nn.Module):
         return out.last_hidden_state[:, -1]
 
     @torch.no_grad()
-    def generate(
+    def stream(
         self,
         style: torch.Tensor,
         cast: torch.Tensor,
@@ -380,8 +385,10 @@ class KeyframePlanner(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | Sequence[torch.Generator] | None = None,
         window: int | None = None,
-    ) -> PlanOutput:
-        """Plan the keyframe tokens of every shot, in order, for B movies at once.
+        stride: int | None = None,
+    ) -> Iterator[tuple[torch.Tensor, list[int]]]:
+        """Plan the keyframe tokens of every shot, in order, for B movies at once, yielding
+        each shot's as soon as it is planned, so nothing that grows with the movie is held.
 
         Args:
             style: (B,) style ids.
@@ -393,15 +400,24 @@ class KeyframePlanner(nn.Module):
             generator: Makes sampling deterministic; a list of B generators (one per movie)
                 makes each movie's plan independent of the others in the batch.
             window: Shots held in the KV cache, the current one included (default config's).
+            stride: Shots the full window slides by: a rebuild keeps the last
+                `window - stride` finished shots (default: the config's with the config's
+                window, else half the window).
 
-        Returns:
-            `PlanOutput` with tokens (B, T, K, d) and the cache length after each step.
+        Yields:
+            Per shot: its tokens (B, K, d) and the KV-cache length after each of its K steps.
+            Bad inputs raise `ValueError` at the first step.
         """
         # 1. check inputs
         self.check_inputs(style, cast, cast_mask, specs, slot_cast=slot_cast)
         window = self.config.window if window is None else window
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
+        if stride is None:  # the config's for its own window, else half the window
+            own = window == self.config.window and self.config.stride is not None
+            stride = self.config.stride if own else max(1, window // 2)
+        if not 1 <= stride <= window:
+            raise ValueError(f"stride must be in [1, window {window}], got {stride}")
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if isinstance(generator, Sequence) and len(generator) != len(style):
@@ -412,26 +428,26 @@ class KeyframePlanner(nn.Module):
                 f"window {window} does not fit max_positions {self.config.max_positions}"
             )
         # 2. encode the pinned prefix; specs are embedded shot by shot, so that working memory
-        #    does not grow with the movie (only the planned tokens do)
+        #    does not grow with the movie
         identities = self.cast_identities(cast, cast_mask)  # (B, C, D)
         prefix = self.embed_prefix(style, identities)  # (B, P, H)
-        b, t_all = specs.shape[:2]
-        planned = prefix.new_zeros(b, t_all, k, self.config.token_dim)  # (B, T, K, d)
+        t_all = specs.shape[1]
         finished: deque[torch.Tensor] = deque(maxlen=window - 1)  # (B, 1+K, H) per shot
-        cache, cached_shots, lengths = None, 0, []
+        cache, cached_shots = None, 0
         # 3. plan shot after shot
         for t in range(t_all):
             pointers = None if slot_cast is None else slot_cast[:, t : t + 1]
             spec = self.embed_specs(specs[:, t : t + 1], pointers, identities)  # (B, 1, H)
             if cache is None or cached_shots == window:
-                # (re)build: pinned prefix + the last window - 1 shots, positions from 0
+                # (re)build: pinned prefix + the last window - stride shots, positions from 0
+                kept = [] if cache is None else list(finished)[len(finished) - (window - stride) :]
                 cache = DynamicCache()
-                h = self._step(torch.cat([prefix, *finished, spec], 1), cache)
-                cached_shots = len(finished) + 1
+                h = self._step(torch.cat([prefix, *kept, spec], 1), cache)
+                cached_shots = len(kept) + 1
             else:  # the previous shot's last token was not fed yet: feed it with this spec
                 h = self._step(torch.cat([finished[-1][:, -1:], spec], 1), cache)
                 cached_shots += 1
-            lengths.append(cache.get_seq_length())
+            lengths = [cache.get_seq_length()]
             shot_tokens = []
             for j in range(k):
                 token = self.head.sample(h, temperature, generator)  # (B, d)
@@ -440,9 +456,33 @@ class KeyframePlanner(nn.Module):
                     h = self._step(self._token_embed(token, j), cache)
                     lengths.append(cache.get_seq_length())
             tokens = torch.stack(shot_tokens, 1)  # (B, K, d)
-            planned[:, t] = tokens
             finished.append(torch.cat([spec, self.embed_tokens(tokens[:, None])[:, 0]], 1))
-        # 4. collect
+            yield tokens, lengths
+
+    @torch.no_grad()
+    def generate(
+        self,
+        style: torch.Tensor,
+        cast: torch.Tensor,
+        cast_mask: torch.Tensor,
+        specs: torch.Tensor,
+        slot_cast: torch.Tensor | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | Sequence[torch.Generator] | None = None,
+        window: int | None = None,
+        stride: int | None = None,
+    ) -> PlanOutput:
+        """`stream`'s shots collected: `PlanOutput` with tokens (B, T, K, d) and the cache
+        length after each step. Arguments as `stream`'s."""
+        b, t = specs.shape[:2] if specs.ndim == 3 else (len(style), 0)
+        planned = cast.new_zeros(b, t, self.config.token_count, self.config.token_dim)
+        lengths: list[int] = []
+        steps = self.stream(
+            style, cast, cast_mask, specs, slot_cast, temperature, generator, window, stride
+        )
+        for n, (tokens, shot_lengths) in enumerate(steps):
+            planned[:, n] = tokens
+            lengths += shot_lengths
         return PlanOutput(tokens=planned, cache_lengths=lengths)
 
     def _token_embed(self, token: torch.Tensor, j: int) -> torch.Tensor:

@@ -125,7 +125,9 @@ class MotionPipeline(DiffusionPipeline):
             raise ValueError(
                 f"keyframes must be uint8 (B, {r}, {r}, 3); got {x.dtype} {tuple(x.shape)}"
             )
-        return x.to(self.flow_autoencoder.device).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        # contiguous: the convolutions' numbers must not depend on how the caller laid out x
+        x = x.to(self.flow_autoencoder.device).permute(0, 3, 1, 2).contiguous()
+        return x.float() / 127.5 - 1.0
 
     def check_inputs(self, b: int, given: Mapping, steps, generator) -> None:
         """Raise ValueError naming the first bad value; `given` holds the per-clip conditions

@@ -176,6 +176,25 @@ def test_windowed_decoding_sees_only_the_window():
         assert torch.allclose(out.tokens[:, t], expected, atol=1e-5), t
 
 
+def test_a_full_window_slides_by_its_stride():
+    """W = 4, stride 2: shots 0-3 grow the cache, then every 2 shots it keeps the last 2."""
+    model, data = make(window=4), {**batch(shots=8), "slot_cast": slot_cast(shots=8)}
+    out = plan(model, data, 0, temperature=0.0)
+    for t, start in enumerate([0, 0, 0, 0, 2, 2, 4, 4]):
+        clip = {
+            **data,
+            "specs": data["specs"][:, start : t + 1],
+            "slot_cast": data["slot_cast"][:, start : t + 1],
+        }
+        expected = greedy(model, clip, out.tokens[:, start : t + 1])[:, -1]
+        assert torch.allclose(out.tokens[:, t], expected, atol=1e-5), t
+    prefix, k = 1 + data["cast"].shape[1], TINY.token_count
+    assert max(out.cache_lengths) == prefix + 4 * (1 + k) - 1
+    assert out.cache_lengths[4 * k] == prefix + 2 * (1 + k) + 1  # rebuilt: 2 shots + the spec
+    with pytest.raises(ValueError, match="stride must be in"):
+        plan(model, data, 0, stride=5)
+
+
 def test_window_bounds_the_cache():
     model, data = make(window=2), batch(shots=6)
     out = plan(model, data, 0)

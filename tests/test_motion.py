@@ -384,6 +384,7 @@ def test_tiny_training_run_writes_a_loadable_pipeline(tmp_path):
     out = tmp_path / "out"
     record = json.loads((out / "train_log.json").read_text())
     assert record["flow"]["steps_run"] == 2 and record["motion"]["steps_run"] == 2
+    assert record["device"] == "cpu" and "training on cpu" in done.stdout
     assert {"psnr", "psnr_repeat_keyframe"} <= set(record["flow"])
     assert {"v_loss", "v_loss_without_motion"} <= set(record["motion"])
     assert (out / "train.log").read_text().count(" held-out: {") == 2
@@ -414,6 +415,16 @@ def test_bad_config_is_an_input_error_before_any_work(tmp_path, overrides, messa
     argv += ["--config", str(config)] + [a for item in overrides for a in ("--set", item)]
     with pytest.raises(InputError, match=message):
         train_main(argv)
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_an_input_error_before_any_work(tmp_path):
+    config = tmp_path / "motion.json"
+    config.write_text(json.dumps(TINY_CONFIG))
+    argv = ["motion", "--out", str(tmp_path / "out"), "--data", str(tmp_path / "data")]
+    with pytest.raises(InputError, match="--device cuda: torch sees no CUDA device"):
+        train_main([*argv, "--config", str(config), "--device", "cuda"])
     assert not (tmp_path / "data").exists()
 
 

@@ -104,8 +104,15 @@ def random_name(rng: random.Random) -> str:
     return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
 
 
-def random_brief(rng: random.Random, shots: int) -> Brief:
-    """A brief naming 1-3 characters, every look spelled out, a place and a time of day."""
+def random_brief(rng: random.Random, shots: int, describe: str = "all") -> Brief:
+    """A brief naming 1-3 characters, a place and a time of day.
+
+    describe: "all" spells out every look of each character ("a striped pink wizard with a
+    crown"); "partial" names only colour and body ("a pink wizard"), as people write, leaving
+    pattern and accessory to casting. The same rng state gives the same characters either way.
+    """
+    if describe not in ("all", "partial"):
+        raise ValueError(f"describe must be 'all' or 'partial', got {describe!r}")
     names: list[str] = []
     count = rng.randint(1, 3)
     while len(names) < count:
@@ -123,7 +130,10 @@ def random_brief(rng: random.Random, shots: int) -> Brief:
             looks, wear = f"bareheaded {looks}", ""
         else:
             wear = " with glasses" if accessory == "glasses" else f" with a {accessory}"
-        people.append(f"{name}, a {looks} {rng.choice(shape_nouns[1:])}{wear},")
+        if describe == "partial":
+            looks, wear = colour, ""
+        article = "an" if looks[0] in "aeiou" else "a"
+        people.append(f"{name}, {article} {looks} {rng.choice(shape_nouns[1:])}{wear},")
     place = rng.choice(list(vocabulary.LOCATIONS))
     time = rng.choice(["by day", "at dusk", "at night"])
     prompt = f"{' and '.join(people)} in the {place} {time}."

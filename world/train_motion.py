@@ -1,8 +1,15 @@
 """Train the built-in shot model (renderer/motion.py, renderer/motion_pipeline.py) on storyworld
-clips, on a CPU in well under an hour.
+clips, on a CPU in well under an hour, or on a GPU (`--device cuda`, the default where there is
+one) with bigger batches.
 
     python -m reelsmith.world.train motion --out OUT --identity memory/weights/identity \
-        [--config world/configs/motion.json --set train.motion.max_seconds=900 ...]
+        [--device cpu] [--config world/configs/motion.json --set train.motion.max_seconds=900 ...]
+
+Everything lives on the training device from the start: the clips are loaded once as tensors
+and moved there whole, batches are indexed out of them there, and the random numbers come from
+a generator on that device (on the CPU the same draws in the same order as before devices were
+supported, so a CPU run gives the same numbers for the same seed). On CUDA the transformer's
+forward runs under bf16 autocast (the flow autoencoder stays in float32, TF32 matmuls).
 
 1. Data: two `clips` datasets (train and held out, different seeds). Per clip: its shot's
    keyframe (first frame), its frames with their index in the shot and the shot's length
@@ -23,8 +30,8 @@ clips, on a CPU in well under an hour.
    reconstruction PSNR of warp + decode against "repeat the keyframe" (stage A); the v-loss
    with and without the motion condition, and for sampled first clips the flow error and
    motion against the encoded ground truth and against "nothing moves" (stage B).
-5. Output: a `MotionPipeline.save_pretrained` folder in float16 (loaded as float32),
-   `train_log.json` and `train.log`, as for the other models of `world/train.py`.
+5. Output: a `MotionPipeline.save_pretrained` folder in float16 (loaded as float32, on the
+   CPU), `train_log.json` and `train.log`, as for the other models of `world/train.py`.
 """
 
 from __future__ import annotations
@@ -34,7 +41,8 @@ import copy
 import json
 import math
 import time
-from dataclasses import dataclass, fields
+from contextlib import nullcontext
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +105,10 @@ class Clips:
 
     def __len__(self) -> int:
         return len(self.keyframes)
+
+    def to(self, device: torch.device) -> Clips:
+        """Every array moved to `device` (once, before training: batches are indexed there)."""
+        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
 def load_clips(folder: Path, slots: int) -> Clips:
@@ -222,21 +234,36 @@ def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
 # -- stage A: the flow autoencoder --------------------------------------------------------
 
 
-def train_flow(cfg: dict, data: Clips, held: Clips, log) -> tuple[FlowAutoencoder, dict]:
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; nothing on the CPU (its numbers stay float32)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", torch.bfloat16)
+    return nullcontext()
+
+
+def mean_of(losses: list[torch.Tensor]) -> float:
+    """The mean of per-step loss tensors, read back once (no device sync per step)."""
+    return float(torch.stack(losses).mean())
+
+
+def train_flow(
+    cfg: dict, data: Clips, held: Clips, device: torch.device, log
+) -> tuple[FlowAutoencoder, dict]:
+    """Stage A on `device`; `data` and `held` are already there."""
     t = cfg["train"]["flow"]
-    model = FlowAutoencoder(**cfg["model"]["flow"])
+    model = FlowAutoencoder(**cfg["model"]["flow"]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
-    g = torch.Generator().manual_seed(cfg["train"]["seed"])
+    g = torch.Generator(device).manual_seed(cfg["train"]["seed"])
     n, f = data.frames.shape[:2]
     schedule, losses, step = Schedule(t), [], 0
     while not schedule.done(step):
         set_lr(opt, schedule.lr(step))
-        idx = torch.randint(0, n, (t["batch"],), generator=g)
-        pos = torch.randint(0, f, (t["batch"],), generator=g)
+        idx = torch.randint(0, n, (t["batch"],), generator=g, device=device)
+        pos = torch.randint(0, f, (t["batch"],), generator=g, device=device)
         keyframe, frame = to_pixels(data.keyframes[idx]), to_pixels(data.frames[idx, pos])
         weight = 1 + t["character_weight"] * data.characters[idx, pos].float()  # (B, r, r)
         if t["flip"]:
-            flip = torch.rand(t["batch"], generator=g) < 0.5
+            flip = torch.rand(t["batch"], generator=g, device=device) < 0.5
             keyframe = torch.where(flip[:, None, None, None], keyframe.flip(-1), keyframe)
             frame = torch.where(flip[:, None, None, None], frame.flip(-1), frame)
             weight = torch.where(flip[:, None, None], weight.flip(-1), weight)
@@ -249,12 +276,13 @@ def train_flow(cfg: dict, data: Clips, held: Clips, log) -> tuple[FlowAutoencode
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(rec.item())
+        losses.append(rec.detach())
         if step % t["log_every"] == 0:
-            recent = float(np.mean(losses[-t["log_every"] :]))
+            recent = mean_of(losses[-t["log_every"] :])
             log(f"flow step {step} L1 {recent:.4f} ({schedule.seconds():.0f}s)")
         step += 1
-    log(f"flow: stopped after {step} steps, {schedule.seconds():.0f}s")
+    log(f"flow: stopped after {step} steps, {schedule.seconds():.0f}s ({_rate(step, schedule)})")
+    losses = torch.stack(losses).tolist()
     model.eval()
     numbers = evaluate_flow(model, held, cfg["train"]["eval"]["pairs_per_clip"])
     log(f"flow held-out: {json.dumps(numbers)}")
@@ -265,9 +293,9 @@ def train_flow(cfg: dict, data: Clips, held: Clips, log) -> tuple[FlowAutoencode
 def evaluate_flow(model: FlowAutoencoder, held: Clips, per_clip: int) -> dict:
     """Warp + decode against the truth, and "repeat the keyframe", on fixed held-out pairs:
     `per_clip` frames spread over each clip (its last among them)."""
-    f = held.frames.shape[1]
-    positions = torch.linspace(f - 1, 0, per_clip + 1)[:-1].round().long().flip(0)
-    idx = torch.arange(len(held)).repeat_interleave(len(positions))
+    f, device = held.frames.shape[1], held.frames.device
+    positions = torch.linspace(f - 1, 0, per_clip + 1)[:-1].round().long().flip(0).to(device)
+    idx = torch.arange(len(held), device=device).repeat_interleave(len(positions))
     pos = positions.repeat(len(held))
     keyframe, frame = to_pixels(held.keyframes[idx]), to_pixels(held.frames[idx, pos])
     decoded, warped, latents = [], [], []
@@ -299,7 +327,7 @@ def encode_clips(model: FlowAutoencoder, clips: Clips) -> torch.Tensor:
     """Every frame's motion latent relative to its keyframe: (N, F, 3, g, g)."""
     n, f = clips.frames.shape[:2]
     out = []
-    for chunk in torch.arange(n * f).split(ENCODE_BATCH):
+    for chunk in torch.arange(n * f, device=clips.frames.device).split(ENCODE_BATCH):
         i, j = chunk // f, chunk % f
         out.append(model.encode(to_pixels(clips.keyframes[i]), to_pixels(clips.frames[i, j])))
     return torch.cat(out).view(n, f, *out[0].shape[1:])
@@ -308,7 +336,7 @@ def encode_clips(model: FlowAutoencoder, clips: Clips) -> torch.Tensor:
 def windows(clips: Clips, latents: torch.Tensor, idx, first, offset, frames: int) -> dict:
     """The training inputs of windows: clip idx, frames offset .. offset + frames - 1 of the
     clip (0 for a first clip), with the frame before as context unless `first`."""
-    span = offset[:, None] + torch.arange(frames)  # (B, T)
+    span = offset[:, None] + torch.arange(frames, device=offset.device)  # (B, T)
     return {
         "x0": latents[idx[:, None], span],  # (B, T, 3, g, g)
         "context": latents[idx, (offset - 1).clamp(min=0)],
@@ -321,13 +349,17 @@ def windows(clips: Clips, latents: torch.Tensor, idx, first, offset, frames: int
     }
 
 
-def sample_windows(clips: Clips, latents: torch.Tensor, b: int, t: dict, frames: int, g) -> dict:
-    firsts = (clips.start == 0).nonzero()[:, 0]
-    idx = torch.randint(0, len(clips), (b,), generator=g)
-    first = torch.rand(b, generator=g) < t["first_clip_fraction"]
-    idx = torch.where(first, firsts[torch.randint(0, len(firsts), (b,), generator=g)], idx)
+def sample_windows(
+    clips: Clips, latents: torch.Tensor, firsts: torch.Tensor, b: int, t: dict, frames: int, g
+) -> dict:
+    """b random training windows; `firsts` indexes the clips that start their shot."""
+    device = latents.device
+    idx = torch.randint(0, len(clips), (b,), generator=g, device=device)
+    first = torch.rand(b, generator=g, device=device) < t["first_clip_fraction"]
+    pick = torch.randint(0, len(firsts), (b,), generator=g, device=device)
+    idx = torch.where(first, firsts[pick], idx)
     last = latents.shape[1] - frames  # the latest window start that fits in the clip
-    offset = torch.where(first, 0, torch.randint(1, last + 1, (b,), generator=g))
+    offset = torch.where(first, 0, torch.randint(1, last + 1, (b,), generator=g, device=device))
     return windows(clips, latents, idx, first, offset, frames)
 
 
@@ -339,15 +371,16 @@ def model_inputs(model, w: dict, embeddings, t: dict | None, g) -> dict:
     emb = embeddings[ids.clamp(min=0)]
     have = ids >= 0
     if t is not None:
-        drop_motion = torch.rand(b, generator=g) < t["drop_motion"]
+        device = spec.device
+        drop_motion = torch.rand(b, generator=g, device=device) < t["drop_motion"]
         camera = torch.where(drop_motion, 0, camera)
         spec[..., -1] = torch.where(drop_motion[:, None], 0, spec[..., -1])
-        drop_looks = torch.rand(b, s, generator=g) < t["drop_looks"]
+        drop_looks = torch.rand(b, s, generator=g, device=device) < t["drop_looks"]
         spec[..., 1:-1] = torch.where(drop_looks[..., None], 0, spec[..., 1:-1])
-        keep = torch.rand(b, 1, generator=g) >= t["drop_identity"]
-        keep = keep & (torch.rand(b, s, generator=g) >= t["drop_identity_slot"])
+        keep = torch.rand(b, 1, generator=g, device=device) >= t["drop_identity"]
+        keep = keep & (torch.rand(b, s, generator=g, device=device) >= t["drop_identity_slot"])
         have = have & keep
-        noise = torch.randn(emb.shape, generator=g) * t["identity_noise"]
+        noise = torch.randn(emb.shape, generator=g, device=device) * t["identity_noise"]
         emb = F.normalize(emb + noise, dim=-1)
     return model.conditions(
         w["keyframes"], camera, emb, have, spec, w["context"], w["has_context"], w["phase"]
@@ -355,8 +388,9 @@ def model_inputs(model, w: dict, embeddings, t: dict | None, g) -> dict:
 
 
 def train_motion(
-    cfg: dict, flow: FlowAutoencoder, data: Clips, held: Clips, embeddings, log
+    cfg: dict, flow: FlowAutoencoder, data: Clips, held: Clips, embeddings, device, log
 ) -> tuple[MotionPipeline, dict]:
+    """Stage B on `device`; `flow`, `data`, `held` and `embeddings` are already there."""
     from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
     t = cfg["train"]["motion"]
@@ -366,10 +400,11 @@ def train_motion(
         f"{tuple(latents.shape[1:])} in {time.time() - started:.0f}s")  # fmt: skip
     per_channel = latents.transpose(0, 2).reshape(MOTION_CHANNELS, -1)
     mean = [0.0, 0.0, float(per_channel[2].mean())]  # flow stays centred on "still"
-    spread = per_channel.sub(torch.tensor(mean)[:, None]).square().mean(1).sqrt()
+    spread = per_channel.sub(torch.tensor(mean, device=device)[:, None]).square().mean(1).sqrt()
     # floors: flow 0.05 (0.4 px at scale 8), visibility 0.25 (its rare -1s stay within ~8)
     scale = [max(floor, float(v)) for floor, v in zip((0.05, 0.05, 0.25), spread, strict=True)]
     model = MotionTransformer(**cfg["model"]["motion"], latent_mean=mean, latent_scale=scale)
+    model.to(device)
     log(f"motion: latent mean {np.round(mean, 3).tolist()} scale {np.round(scale, 3).tolist()}")
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
@@ -379,33 +414,37 @@ def train_motion(
         prediction_type=SCHEDULER["prediction_type"],
     )
     frames = model.config.frames
-    g = torch.Generator().manual_seed(cfg["train"]["seed"] + 1)
+    firsts = (data.start == 0).nonzero()[:, 0]
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    g = torch.Generator(device).manual_seed(cfg["train"]["seed"] + 1)
     schedule, losses, step = Schedule(t), [], 0
     while not schedule.done(step):
         set_lr(opt, schedule.lr(step))
-        w = sample_windows(data, latents, t["batch"], t, frames, g)
+        w = sample_windows(data, latents, firsts, t["batch"], t, frames, g)
         x0 = model.scale_latents(w["x0"])
-        cond = model_inputs(model, w, embeddings, t, g)
-        noise = torch.randn(x0.shape, generator=g)
-        steps_t = torch.randint(0, noise_sched.config.num_train_timesteps, (len(x0),), generator=g)
-        loss = F.mse_loss(
-            model(noise_sched.add_noise(x0, noise, steps_t), steps_t, cond),
-            noise_sched.get_velocity(x0, noise, steps_t),
+        with autocast(device):
+            cond = model_inputs(model, w, embeddings, t, g)
+        noise = torch.randn(x0.shape, generator=g, device=device)
+        steps_t = torch.randint(
+            0, noise_sched.config.num_train_timesteps, (len(x0),), generator=g, device=device
         )
+        with autocast(device):
+            pred = model(noise_sched.add_noise(x0, noise, steps_t), steps_t, cond)
+        loss = F.mse_loss(pred.float(), noise_sched.get_velocity(x0, noise, steps_t))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), t["clip_grad"])
         opt.step()
         decay = min(t["ema"], (1 + step) / (10 + step))
         with torch.no_grad():
-            for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-                e.lerp_(p, 1 - decay)
-        losses.append(loss.item())
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
+        losses.append(loss.detach())
         if step % t["log_every"] == 0:
-            recent = float(np.mean(losses[-t["log_every"] :]))
+            recent = mean_of(losses[-t["log_every"] :])
             log(f"motion step {step} loss {recent:.4f} ({schedule.seconds():.0f}s)")
         step += 1
-    log(f"motion: stopped after {step} steps, {schedule.seconds():.0f}s")
+    log(f"motion: stopped after {step} steps, {schedule.seconds():.0f}s ({_rate(step, schedule)})")
+    losses = torch.stack(losses).tolist()
     pipe = MotionPipeline(
         flow_autoencoder=flow,
         motion_transformer=ema,
@@ -433,16 +472,19 @@ def evaluate_motion(pipe: MotionPipeline, held: Clips, latents, embeddings, sche
     against "repeat the keyframe"."""
     model, flow = pipe.motion_transformer, pipe.flow_autoencoder
     frames = model.config.frames
-    g = torch.Generator().manual_seed(t["eval"]["seed"])
+    device = latents.device
+    g = torch.Generator(device).manual_seed(t["eval"]["seed"])
     n = len(held)
     firsts = held.start == 0
-    idx = torch.cat([torch.arange(n), torch.arange(n)])
-    first = torch.cat([firsts, torch.zeros(n, dtype=torch.bool)])
+    idx = torch.arange(n, device=device).repeat(2)
+    first = torch.cat([firsts, torch.zeros(n, dtype=torch.bool, device=device)])
     offset = torch.where(first, 0, latents.shape[1] - frames)
     w = windows(held, latents, idx, first, offset, frames)
     x0 = model.scale_latents(w["x0"])
-    noise = torch.randn(x0.shape, generator=g)
-    steps_t = torch.randint(0, sched.config.num_train_timesteps, (len(x0),), generator=g)
+    noise = torch.randn(x0.shape, generator=g, device=device)
+    steps_t = torch.randint(
+        0, sched.config.num_train_timesteps, (len(x0),), generator=g, device=device
+    )
     xt, v = sched.add_noise(x0, noise, steps_t), sched.get_velocity(x0, noise, steps_t)
     out = {"windows": len(idx)}
     for name, drop in (("v_loss", 0.0), ("v_loss_without_motion", 1.0)):
@@ -456,9 +498,10 @@ def evaluate_motion(pipe: MotionPipeline, held: Clips, latents, embeddings, sche
     sel = firsts.nonzero()[:, 0]
     if len(sel) == 0:  # every held-out clip starts inside a long shot
         return out
-    w = windows(held, latents, sel, torch.ones(len(sel), dtype=torch.bool), sel * 0, frames)
+    first = torch.ones(len(sel), dtype=torch.bool, device=device)
+    w = windows(held, latents, sel, first, sel * 0, frames)
     cond = model_inputs(model, w, embeddings, None, g)
-    noise = torch.randn((len(sel), *model.latent_shape), generator=g)
+    noise = torch.randn((len(sel), *model.latent_shape), generator=g, device=device)
     sample = model.unscale_latents(pipe.denoise(noise, cond, (1.0,), t["eval"]["steps"]))
     truth = w["x0"]
     px = flow.config.flow_scale
@@ -479,6 +522,10 @@ def evaluate_motion(pipe: MotionPipeline, held: Clips, latents, embeddings, sche
     return out
 
 
+def _rate(steps: int, schedule: Schedule) -> str:
+    return f"{steps / max(schedule.seconds(), 1e-9):.1f} steps/s"
+
+
 def _chunks(xt, steps_t, cond: MotionConditions, size: int = 64):
     for lo in range(0, len(xt), size):
         part = MotionConditions(*(getattr(cond, f)[lo : lo + size] for f in cond.__annotations__))
@@ -496,6 +543,11 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"cannot read the motion config: {type(exc).__name__}: {exc}") from None
     encoder = load_identity_encoder(args.identity)
     check_config(cfg, encoder.config.dim)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {args.device}: torch sees no CUDA device here")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg["train"]["seed"])
     args.out.mkdir(parents=True, exist_ok=True)
     started, lines = time.time(), []
@@ -505,20 +557,23 @@ def run(args: argparse.Namespace) -> None:
         print(line, flush=True)
         lines.append(line)
 
-    if args.device != "cpu":
-        log(f"training on the CPU (the motion model is sized for it), not {args.device}")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    log(f"training on {device} ({where}; {torch.get_num_threads()} CPU threads)")
 
     # 1. data, and the identity of every storyworld identity
     slots = cfg["model"]["motion"].get("slots", 4)
     folders = {n: build_data(args.data, cfg["data"][n], args.workers, log) for n in cfg["data"]}
     data, held = load_clips(folders["train"], slots), load_clips(folders["held_out"], slots)
-    log(f"loaded {len(data)} train and {len(held)} held-out clips of {data.frames.shape[1]}")
     embeddings = identity_table(encoder, torch.cat([data.slot_identity, held.slot_identity]))
     del encoder
+    data, held, embeddings = data.to(device), held.to(device), embeddings.to(device)
+    log(f"loaded {len(data)} train and {len(held)} held-out clips of {data.frames.shape[1]} "
+        f"frames onto {device}")  # fmt: skip
     # 2. stage A, 3. stage B
-    flow, flow_record = train_flow(cfg, data, held, log)
-    pipe, motion_record = train_motion(cfg, flow, data, held, embeddings, log)
+    flow, flow_record = train_flow(cfg, data, held, device, log)
+    pipe, motion_record = train_motion(cfg, flow, data, held, embeddings, device, log)
     # 4. write
+    pipe.to("cpu")
     pipe.flow_autoencoder.half()  # float16 on disk; load_motion_pipeline casts back to float32
     pipe.motion_transformer.half()
     pipe.save_pretrained(args.out)
@@ -532,7 +587,7 @@ def run(args: argparse.Namespace) -> None:
         "config": cfg,
         "commit": commit(),
         "seconds": round(time.time() - started, 1),
-        "device": "cpu",
+        "device": where,
         "threads": torch.get_num_threads(),
     }
     (args.out / "train_log.json").write_text(json.dumps(record, indent=1), "utf-8")
