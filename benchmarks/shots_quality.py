@@ -53,7 +53,7 @@ from reelsmith.evaluation.metrics import (
 from reelsmith.memory.identity import ENCODER, load_identity_encoder
 from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.motion_pipeline import DEFAULT_STEPS, MotionShotRenderer
+from reelsmith.renderer.motion_pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, MotionShotRenderer
 from reelsmith.renderer.shots import ShotRequest
 from reelsmith.world.dataset import random_brief
 from reelsmith.world.identity import Identity, cast_identities
@@ -218,6 +218,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=9200)
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="denoising steps")
     parser.add_argument("--batch", type=int, default=8, help="clips per pipeline call")
+    parser.add_argument(
+        "--guidance", type=float, default=DEFAULT_GUIDANCE, help="over the motion condition"
+    )
     parser.add_argument("--long", type=int, default=1, help="long shots (0: skip the test)")
     parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
@@ -230,7 +233,11 @@ def main() -> None:
 
     # 1. models and held-out data
     renderer = MotionShotRenderer.from_pretrained(
-        args.motion, args.device, steps=args.steps, batch_size=args.batch
+        args.motion,
+        args.device,
+        steps=args.steps,
+        guidance_scale=args.guidance,
+        batch_size=args.batch,
     )
     encoder = load_identity_encoder()
     judges = Judges.load()
@@ -242,6 +249,7 @@ def main() -> None:
         "device": args.device,
         "seed": args.seed,
         "steps": args.steps,
+        "guidance": args.guidance,
         "movies": len(movies),
         "shots": sum(len(m["truth"]) for m in movies),
         "video_seconds": round(sum(len(f) for m in movies for f in m["truth"]) / FPS, 1),

@@ -184,8 +184,9 @@ def test_guidance_changes_the_result_and_costs_a_branch(pipe):
     hook = pipe.motion_transformer.register_forward_hook(lambda m, a, o: calls.append(len(a[0])))
     try:
         plain = pipe(
-            keyframes(2), **clip_inputs(2), num_inference_steps=STEPS, generator=generators(1, 2)
-        )
+            keyframes(2), **clip_inputs(2), num_inference_steps=STEPS, guidance_scale=1.0,
+            generator=generators(1, 2),
+        )  # fmt: skip
         guided = pipe(
             keyframes(2), **clip_inputs(2), num_inference_steps=STEPS, guidance_scale=3.0,
             generator=generators(1, 2),
