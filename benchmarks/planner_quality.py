@@ -54,7 +54,7 @@ from reelsmith.planner.keyframe_planner import load_keyframe_planner
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_many
 from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.keyframe_pipeline import DEFAULT_STEPS
+from reelsmith.renderer.keyframe_pipeline import DEFAULT_STEPS, parse_guidance
 from reelsmith.renderer.keyframer import BuiltinKeyframer
 from reelsmith.world.dataset import DatasetSpec, build, random_brief, read
 from reelsmith.world.identity import Identity, cast_identities, named_traits
@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="decoder steps")
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument("--batch", type=int, default=32, help="keyframes per decoder call")
+    parser.add_argument("--guidance", default="", help="keyframe decoder's, e.g. spec=3,tokens=2")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -224,7 +225,8 @@ def main() -> None:
     # 1. models
     needs_planner = set(settings) - {"no_planner"}
     planner = load_keyframe_planner(args.planner, args.device) if needs_planner else None
-    keyframer = BuiltinKeyframer(steps=args.steps, device=args.device)
+    guidance = parse_guidance(args.guidance) or None
+    keyframer = BuiltinKeyframer(steps=args.steps, guidance=guidance, device=args.device)
     encoder = load_identity_encoder().to(args.device)
     judge = load_judge("frame").to(args.device)
 
@@ -247,6 +249,7 @@ def main() -> None:
         "seed": args.seed,
         "steps": args.steps,
         "temperature": args.temperature,
+        "guidance": keyframer.guidance,
         "describe": args.describe,
         "sets": {
             k: {"movies": len(v), "shots": sum(len(m["truth"]) for m in v)} for k, v in sets.items()
