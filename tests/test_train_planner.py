@@ -235,3 +235,14 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
         "reelsmith.world.train: error: the tokenizer makes 2 tokens of 32 but "
         "model.token_count, model.token_dim are 2, 16"
     ]
+
+
+def test_set_overrides_name_a_config_section_and_json():
+    from reelsmith.world.train import load_config
+
+    cfg = load_config("planner", None, ["train.batch=3", "train.new_switch=true"])
+    assert cfg["train"]["batch"] == 3 and cfg["train"]["new_switch"] is True
+    with pytest.raises(InputError, match="no config section for 'trian.batch'"):
+        load_config("planner", None, ["trian.batch=3"])
+    with pytest.raises(InputError, match="not JSON"):
+        load_config("planner", None, ["train.batch=x"])

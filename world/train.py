@@ -392,14 +392,21 @@ def evaluate_keyframes(
 
 
 def load_config(model: str, path: Path | None, overrides: list[str]) -> dict:
+    """The model's JSON config with `--set KEY=JSON` overrides (a.b.c: the sections a and b
+    must exist; c may be new, for the trainers' optional switches such as train.freeze_encoder)."""
     cfg = json.loads((path or CONFIGS / f"{model}.json").read_text("utf-8"))
     for item in overrides:
-        key, _, value = item.partition("=")
+        key, eq, value = item.partition("=")
         node = cfg
         *parents, leaf = key.split(".")
         for p in parents:
-            node = node[p]
-        node[leaf] = json.loads(value)
+            node = node.get(p) if isinstance(node, dict) else None
+        if not eq or not isinstance(node, dict) or not leaf:
+            raise InputError(f"--set {item}: no config section for {key!r} (write KEY=JSON)")
+        try:
+            node[leaf] = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise InputError(f"--set {item}: the value is not JSON ({err.msg})") from None
     return cfg
 
 
