@@ -84,7 +84,7 @@ def batched(pipe, specs, tokens, identities, seeds, guidance, steps, batch):
 
 def score(judge, frames: np.ndarray, items: list[dict]) -> dict:
     verdicts = judge_frames(judge, torch.from_numpy(frames))
-    hits = total = false = found = 0
+    hits = total = false = near = found = 0
     place = time_ = size = 0
     traits = [f.name for f in fields(Identity)]
     misses = dict.fromkeys(("not_found", *traits), 0)
@@ -107,6 +107,10 @@ def score(judge, frames: np.ndarray, items: list[dict]) -> dict:
                 misses[name] += a != b
         total += len(want)
         false += len(got - cast)
+        near += sum(  # false detections one trait away from a character of the shot
+            any(sum(map(operator.ne, astuple(d), astuple(c))) == 1 for c in cast)
+            for d in got - cast
+        )
         found += len(got)
         place += verdict.location == item["labels"]["location"]
         time_ += verdict.time == item["labels"]["time"]
@@ -116,6 +120,7 @@ def score(judge, frames: np.ndarray, items: list[dict]) -> dict:
         "identity_accuracy": hits / max(total, 1),
         "identity_pairs": total,
         "false_detections": false / max(found, 1),
+        "false_one_trait_off": near / max(false, 1),
         "location_accuracy": place / n,
         "time_accuracy": time_ / n,
         "size_accuracy": size / n,
