@@ -60,6 +60,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from planner_quality import WithoutIdentities
 
 from reelsmith.agent.backends import BackendChoice, Models
 from reelsmith.agent.graph import shot_request
@@ -120,28 +121,6 @@ class Movie:
     keyframes: list[np.ndarray]  # the keyframe each shot was rendered from, (H, W, 3) uint8
     requests: list[ShotRequest]  # what the shot renderer received
     frames: list[np.ndarray]  # each shot's frames, (T, H, W, 3) uint8
-
-
-class WithoutIdentities:
-    """The built-in keyframer drawing from spec (+ tokens) alone, ignoring identities
-    (copied from benchmarks/planner_quality.py: the product's keyframer requires them)."""
-
-    def __init__(self, keyframer) -> None:
-        self.keyframer, self.pipe, self.name = keyframer, keyframer.pipe, keyframer.name
-
-    @property
-    def resolution(self) -> int:
-        return self.keyframer.resolution
-
-    def draw(self, specs, identities, seeds, tokens=None) -> np.ndarray:
-        return self.pipe(
-            list(specs),
-            tokens=tokens,
-            identities=None,
-            num_inference_steps=self.keyframer.steps,
-            guidance=self.keyframer.guidance,
-            generator=[torch.Generator("cpu").manual_seed(int(s)) for s in seeds],
-        ).images
 
 
 # -- 1. held-out screenplays and their ground truth -----------------------------------------

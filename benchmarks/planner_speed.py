@@ -82,10 +82,7 @@ def generate_uncached(
     the whole movie so far. -> tokens (B, T, K, d).
     """
     k = model.config.token_count
-    stride = None
-    if window is not None:  # `generate`'s default stride for this window
-        own = window == model.config.window and model.config.stride is not None
-        stride = model.config.stride if own else max(1, window // 2)
+    stride = None if window is None else model.stride_for(window)
     identities = model.cast_identities(inputs["cast"], inputs["cast_mask"])  # (B, C, D)
     prefix = model.embed_prefix(inputs["style"], identities)  # (B, P, H)
     specs, slot_cast = inputs["specs"], inputs["slot_cast"]

@@ -413,9 +413,7 @@ class KeyframePlanner(nn.Module):
         window = self.config.window if window is None else window
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
-        if stride is None:  # the config's for its own window, else half the window
-            own = window == self.config.window and self.config.stride is not None
-            stride = self.config.stride if own else max(1, window // 2)
+        stride = self.stride_for(window) if stride is None else stride
         if not 1 <= stride <= window:
             raise ValueError(f"stride must be in [1, window {window}], got {stride}")
         if temperature < 0:
@@ -484,6 +482,12 @@ class KeyframePlanner(nn.Module):
             planned[:, n] = tokens
             lengths += shot_lengths
         return PlanOutput(tokens=planned, cache_lengths=lengths)
+
+    def stride_for(self, window: int) -> int:
+        """The default stride of a window: the config's for its own window, else half."""
+        if window == self.config.window and self.config.stride is not None:
+            return self.config.stride
+        return max(1, window // 2)
 
     def _token_embed(self, token: torch.Tensor, j: int) -> torch.Tensor:
         """One sampled token (B, d) at index j -> (B, 1, H)."""

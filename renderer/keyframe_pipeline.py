@@ -41,6 +41,7 @@ from reelsmith.renderer.keyframes import (
     KeyframeSpec,
     spec_indices,
 )
+from reelsmith.renderer.loading import load_quietly
 
 WEIGHTS = Path(__file__).parent / "weights" / "keyframes"
 BRANCHES = ("spec", "identity", "tokens")
@@ -392,14 +393,4 @@ def load_keyframe_pipeline(path: str | Path | None = None, device: str = "cpu") 
     folder = Path(path) if path is not None else WEIGHTS
     if not (folder / "model_index.json").is_file():
         raise InputError(f"{folder}: no keyframe pipeline there (model_index.json is missing)")
-    from diffusers.utils import logging as diffusers_logging
-
-    shown = diffusers_logging.is_progress_bar_enabled()
-    diffusers_logging.disable_progress_bar()  # no "Loading pipeline components" bar
-    try:
-        pipe = KeyframePipeline.from_pretrained(folder, dtype=torch.float32)
-    finally:
-        if shown:
-            diffusers_logging.enable_progress_bar()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return load_quietly(KeyframePipeline, folder, device)

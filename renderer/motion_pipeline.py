@@ -26,7 +26,7 @@ storyworld lays an action out over the whole shot, and the model is told where e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,8 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from reelsmith.memory.identity import ENCODER
 from reelsmith.planner.keyframe_spec import ACTIONS, CAMERAS, TRAITS
+from reelsmith.renderer.loading import load_quietly
 from reelsmith.renderer.motion import (
     PRESETS,
     FlowAutoencoder,
@@ -48,11 +48,11 @@ from reelsmith.renderer.motion import (
 from reelsmith.renderer.shots import (
     Progress,
     ShotRequest,
+    at_model,
     check_requests,
     clip_seed,
-    frame_times,
-    resize,
-    retime,
+    from_model,
+    identity_embeddings,
 )
 
 WEIGHTS = Path(__file__).parent / "weights" / "motion"
@@ -438,17 +438,7 @@ def load_motion_pipeline(path: str | Path | None = None, device: str = "cpu") ->
             f"{folder}: no motion pipeline there (model_index.json is missing); "
             f"train one with: {TRAIN_COMMAND} {folder}"
         )
-    from diffusers.utils import logging as diffusers_logging
-
-    shown = diffusers_logging.is_progress_bar_enabled()
-    diffusers_logging.disable_progress_bar()  # no "Loading pipeline components" bar
-    try:
-        pipe = MotionPipeline.from_pretrained(folder, dtype=torch.float32)
-    finally:
-        if shown:
-            diffusers_logging.enable_progress_bar()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return load_quietly(MotionPipeline, folder, device)
 
 
 # -- the ShotRenderer ---------------------------------------------------------------------
@@ -517,7 +507,7 @@ class MotionShotRenderer:
                 )
 
         # 2. each shot at the model's size and frame rate
-        shots = [self._at_model(request) for request in requests]
+        shots = [at_model(request, (self.pipe.resolution,) * 2, self.fps) for request in requests]
 
         # 3. clip rounds: clip k of every shot still short of frames, drawn together
         clips: list[list[np.ndarray]] = [[] for _ in shots]
@@ -539,7 +529,7 @@ class MotionShotRenderer:
 
         # 4. exactly the frames asked for, at each request's frame rate and size
         return [
-            self._from_model(np.concatenate(clips[i])[: shots[i].frames], request, shots[i])
+            from_model(np.concatenate(clips[i])[: shots[i].frames], request, shots[i])
             for i, request in enumerate(requests)
         ]
 
@@ -569,26 +559,3 @@ class MotionShotRenderer:
             guidance_scale=self.guidance_scale,
             generator=[torch.Generator().manual_seed(clip_seed(int(s.seed), k)) for s in shots],
         )
-
-    def _at_model(self, request: ShotRequest) -> ShotRequest:
-        """The request at the model's size and frame rate, over the same time span."""
-        r = self.pipe.resolution
-        span = int(frame_times(request.frames, self.fps, request.fps)[-1]) + 1
-        return replace(
-            request, keyframe=resize(request.keyframe, (r, r)), frames=span, fps=self.fps
-        )
-
-    def _from_model(self, frames: np.ndarray, request: ShotRequest, at: ShotRequest) -> np.ndarray:
-        frames = retime(frames, at.fps, request.frames, request.fps)
-        size = request.keyframe.shape[:2]
-        return np.stack([resize(frame, size) for frame in frames])
-
-
-def identity_embeddings(request: ShotRequest) -> dict[str, torch.Tensor]:
-    """The request's identity embeddings from the built-in encoder, by character id; a
-    character without one is moved from its keyframe pixels and action alone."""
-    return {
-        character: torch.as_tensor(by_encoder[ENCODER]).float()
-        for character, by_encoder in request.identities.items()
-        if ENCODER in by_encoder
-    }

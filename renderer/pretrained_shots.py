@@ -40,7 +40,6 @@ import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +59,12 @@ from reelsmith.renderer.pretrained import LOAD_FAILURES, to_uint8
 from reelsmith.renderer.shots import (
     Progress,
     ShotRequest,
+    at_model,
     check_requests,
     extend_clip_by_clip,
-    frame_times,
+    from_model,
     motion_level,
     motion_prompt,
-    resize,
-    retime,
 )
 
 logger = logging.getLogger(__name__)
@@ -453,20 +451,9 @@ class PretrainedShotRenderer:
 
     def _render_shot(self, request: ShotRequest) -> np.ndarray:
         """One shot: clip by clip at the model's size and fps, then back to the request's."""
-        keyframe_size = request.keyframe.shape[:2]
-        size = self.render_size(keyframe_size)
-        # the same time span at the model's frame rate
-        span = frame_times(request.frames, self.fps, request.fps)[-1] + 1
-        at_model = replace(
-            request,
-            keyframe=resize(request.keyframe, size),
-            start=None if request.start is None else resize(request.start, size),
-            frames=int(span),
-            fps=self.fps,
-        )
-        frames = extend_clip_by_clip(self._render_clip, at_model, self.native_frames, self.overlap)
-        frames = retime(frames, self.fps, request.frames, request.fps)
-        return np.stack([resize(frame, keyframe_size) for frame in frames])
+        at = at_model(request, self.render_size(request.keyframe.shape[:2]), self.fps)
+        frames = extend_clip_by_clip(self._render_clip, at, self.native_frames, self.overlap)
+        return from_model(frames, request, at)
 
     def _render_clip(self, clip: ShotRequest) -> np.ndarray:
         """One pipeline call: uint8 (clip.frames, h, w, 3) at the model's size."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,8 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from reelsmith.memory.identity import ENCODER
 from reelsmith.planner.screenplay import Action, CameraMove
+from reelsmith.renderer.loading import load_quietly
 from reelsmith.renderer.shot_model import (
     ACTIONS,
     CAMERAS,
@@ -53,11 +53,11 @@ from reelsmith.renderer.shot_model import (
 from reelsmith.renderer.shots import (
     Progress,
     ShotRequest,
+    at_model,
     check_requests,
     extend_clip_by_clip,
-    frame_times,
-    resize,
-    retime,
+    from_model,
+    identity_embeddings,
 )
 
 WEIGHTS = Path(__file__).parent / "weights" / "shots"
@@ -473,17 +473,7 @@ def load_shot_pipeline(path: str | Path | None = None, device: str = "cpu") -> S
                 f"there is no built-in shot model at {folder}; train one with: {TRAIN_COMMAND}"
             )
         raise InputError(f"{folder}: no shot pipeline there (model_index.json is missing)")
-    from diffusers.utils import logging as diffusers_logging
-
-    shown = diffusers_logging.is_progress_bar_enabled()
-    diffusers_logging.disable_progress_bar()  # no "Loading pipeline components" bar
-    try:
-        pipe = ShotPipeline.from_pretrained(folder, dtype=torch.float32)
-    finally:
-        if shown:
-            diffusers_logging.enable_progress_bar()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return load_quietly(ShotPipeline, folder, device)
 
 
 # -- the ShotRenderer ---------------------------------------------------------------------
@@ -553,7 +543,7 @@ class BuiltinShotRenderer:
         requests = check_requests(requests)
 
         # 2. each shot at the model's size and frame rate
-        at_model = [self._at_model(request) for request in requests]
+        shots = [at_model(request, (self.pipe.resolution,) * 2, self.fps) for request in requests]
 
         # 3. clip rounds: replay every unfinished shot's clip-by-clip extension with the clips
         # drawn so far until it asks for a new one; draw all those together; repeat
@@ -561,7 +551,7 @@ class BuiltinShotRenderer:
         frames: dict[int, np.ndarray] = {}
         while len(frames) < len(requests):
             wanted: dict[int, _NextClip] = {}
-            for i, shot in enumerate(at_model):
+            for i, shot in enumerate(shots):
                 if i in frames:
                     continue
                 try:
@@ -573,30 +563,11 @@ class BuiltinShotRenderer:
                     continue
                 if progress is not None:
                     progress(len(frames), len(requests))
-            for i, clip in zip(wanted, self._draw(at_model, wanted), strict=True):
+            for i, clip in zip(wanted, self._draw(shots, wanted), strict=True):
                 clips[i].append(clip)
 
         # 4. back to each request's frame rate and size
-        return [
-            self._from_model(frames[i], request, at_model[i]) for i, request in enumerate(requests)
-        ]
-
-    def _at_model(self, request: ShotRequest) -> ShotRequest:
-        """The request at the model's size and frame rate, over the same time span."""
-        r = self.pipe.resolution
-        span = int(frame_times(request.frames, self.fps, request.fps)[-1]) + 1
-        return replace(
-            request,
-            keyframe=resize(request.keyframe, (r, r)),
-            start=None if request.start is None else resize(request.start, (r, r)),
-            frames=span,
-            fps=self.fps,
-        )
-
-    def _from_model(self, frames: np.ndarray, request: ShotRequest, at: ShotRequest) -> np.ndarray:
-        frames = retime(frames, at.fps, request.frames, request.fps)
-        size = request.keyframe.shape[:2]
-        return np.stack([resize(frame, size) for frame in frames])
+        return [from_model(frames[i], request, shots[i]) for i, request in enumerate(requests)]
 
     @staticmethod
     def _replay(done: list[np.ndarray]) -> Callable[[ShotRequest], np.ndarray]:
@@ -638,13 +609,3 @@ class BuiltinShotRenderer:
                 self.calls += 1
                 out.update(zip(batch, video, strict=True))
         return [out[i] for i in wanted]
-
-
-def identity_embeddings(request: ShotRequest) -> dict[str, torch.Tensor]:
-    """The request's identity embeddings from the built-in encoder, by character id; a
-    character without one is rendered from the keyframe alone."""
-    return {
-        character: torch.as_tensor(by_encoder[ENCODER]).float()
-        for character, by_encoder in request.identities.items()
-        if ENCODER in by_encoder
-    }

@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import PIL.Image
+import torch
 
+from reelsmith.memory.identity import ENCODER
 from reelsmith.planner.screenplay import Action, CameraMove, Shot
 
 if TYPE_CHECKING:
@@ -320,3 +322,33 @@ def check_requests(requests: Sequence[ShotRequest]) -> list[ShotRequest]:
         if not isinstance(request, ShotRequest):
             raise ValueError(f"requests[{i}] is a {type(request).__name__}, not a ShotRequest")
     return requests
+
+
+def at_model(request: ShotRequest, size: tuple[int, int], fps: float) -> ShotRequest:
+    """The request at a model's (height, width) and frame rate, over the same time span."""
+    span = int(frame_times(request.frames, fps, request.fps)[-1]) + 1
+    return replace(
+        request,
+        keyframe=resize(request.keyframe, size),
+        start=None if request.start is None else resize(request.start, size),
+        frames=span,
+        fps=fps,
+    )
+
+
+def from_model(frames: np.ndarray, request: ShotRequest, at: ShotRequest) -> np.ndarray:
+    """Frames drawn for `at = at_model(request, ...)` back at the request's frame count,
+    frame rate and size."""
+    frames = retime(frames, at.fps, request.frames, request.fps)
+    size = request.keyframe.shape[:2]
+    return np.stack([resize(frame, size) for frame in frames])
+
+
+def identity_embeddings(request: ShotRequest) -> dict[str, torch.Tensor]:
+    """The request's identity embeddings from the built-in encoder, by character id; a
+    character without one is drawn from its keyframe pixels (and action) alone."""
+    return {
+        character: torch.as_tensor(by_encoder[ENCODER]).float()
+        for character, by_encoder in request.identities.items()
+        if ENCODER in by_encoder
+    }

@@ -25,6 +25,8 @@ SEED = 9100
 
 def load_benchmark():
     path = Path(__file__).parents[1] / "benchmarks" / "end_to_end.py"
+    if str(path.parent) not in sys.path:  # it imports its sibling benchmarks, as when run
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location("end_to_end", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["end_to_end"] = module  # dataclasses look their module up

@@ -391,6 +391,37 @@ def evaluate_keyframes(
 # -- main -------------------------------------------------------------------------------
 
 
+class RunLog:
+    """A training run's log: each line timestamped from the start, printed as it comes and
+    kept for `train.log` (`lines`)."""
+
+    def __init__(self) -> None:
+        self.started, self.lines = time.time(), []
+
+    def __call__(self, message: str) -> None:
+        line = f"[{self.seconds():7.1f}s] {message}"
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def seconds(self) -> float:
+        return time.time() - self.started
+
+    def write(self, folder: Path) -> None:
+        (folder / "train.log").write_text("\n".join(self.lines) + "\n", "utf-8")
+
+
+def start_run(args: argparse.Namespace, seed: int) -> tuple[torch.device, RunLog]:
+    """The device (CUDA refused where torch sees none), TF32 on, torch seeded, --out made."""
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {args.device}: torch sees no CUDA device here")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return device, RunLog()
+
+
 def load_config(model: str, path: Path | None, overrides: list[str]) -> dict:
     """The model's JSON config with `--set KEY=JSON` overrides (a.b.c: the sections a and b
     must exist; c may be new, for the trainers' optional switches such as train.freeze_encoder)."""
@@ -451,17 +482,7 @@ def main(argv: list[str] | None = None) -> None:
 
         return run(args)
     cfg = load_config(args.model, args.config, args.set)
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(cfg["train"]["seed"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    started, lines = time.time(), []
-
-    def log(message: str) -> None:
-        line = f"[{time.time() - started:7.1f}s] {message}"
-        print(line, flush=True)
-        lines.append(line)
+    device, log = start_run(args, cfg["train"]["seed"])
 
     slots = cfg["model"].get("slots", 4)
     train_dir = build_data(args.data, cfg["data"]["train"], args.workers, log)
@@ -488,11 +509,11 @@ def main(argv: list[str] | None = None) -> None:
     record.update(
         config=cfg,
         commit=commit(),
-        seconds=round(time.time() - started, 1),
+        seconds=round(log.seconds(), 1),
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     )
     (args.out / "train_log.json").write_text(json.dumps(record, indent=1), "utf-8")
-    (args.out / "train.log").write_text("\n".join(lines) + "\n", "utf-8")
+    log.write(args.out)
 
 
 if __name__ == "__main__":

@@ -69,6 +69,7 @@ from reelsmith.world.train import (
     load_config,
     record_spec,
     set_lr,
+    start_run,
     to_pixels,
 )
 
@@ -543,19 +544,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"cannot read the motion config: {type(exc).__name__}: {exc}") from None
     encoder = load_identity_encoder(args.identity)
     check_config(cfg, encoder.config.dim)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"--device {args.device}: torch sees no CUDA device here")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(cfg["train"]["seed"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    started, lines = time.time(), []
-
-    def log(message: str) -> None:
-        line = f"[{time.time() - started:7.1f}s] {message}"
-        print(line, flush=True)
-        lines.append(line)
+    device, log = start_run(args, cfg["train"]["seed"])
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     log(f"training on {device} ({where}; {torch.get_num_threads()} CPU threads)")
@@ -586,9 +575,9 @@ def run(args: argparse.Namespace) -> None:
         },
         "config": cfg,
         "commit": commit(),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(log.seconds(), 1),
         "device": where,
         "threads": torch.get_num_threads(),
     }
     (args.out / "train_log.json").write_text(json.dumps(record, indent=1), "utf-8")
-    (args.out / "train.log").write_text("\n".join(lines) + "\n", "utf-8")
+    log.write(args.out)

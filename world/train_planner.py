@@ -46,7 +46,15 @@ from reelsmith.renderer.keyframe_pipeline import KeyframePipeline, load_keyframe
 from reelsmith.world.dataset import MANIFEST, read
 from reelsmith.world.identity import Identity, all_identities
 from reelsmith.world.render import portrait
-from reelsmith.world.train import build_data, commit, load_config, lr_at, save_half, set_lr
+from reelsmith.world.train import (
+    build_data,
+    commit,
+    load_config,
+    lr_at,
+    save_half,
+    set_lr,
+    start_run,
+)
 
 ENCODE_BATCH = 4096  # keyframes per tokenizer call
 
@@ -394,17 +402,7 @@ def check_config(cfg: dict, pipe: KeyframePipeline, encoder: IdentityEncoder) ->
 def run(args: argparse.Namespace) -> None:
     """`python -m reelsmith.world.train planner`: build the data, train, write OUT."""
     cfg = load_config("planner", args.config, args.set)
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(cfg["train"]["seed"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    started, lines = time.time(), []
-
-    def log(message: str) -> None:
-        line = f"[{time.time() - started:7.1f}s] {message}"
-        print(line, flush=True)
-        lines.append(line)
+    device, log = start_run(args, cfg["train"]["seed"])
 
     # 1. models that make the inputs and targets, checked against the config
     tokenizer = args.tokenizer or KEYFRAME_WEIGHTS
@@ -431,8 +429,8 @@ def run(args: argparse.Namespace) -> None:
         tokenizer={"path": str(tokenizer), "sha256": digest},
         config=cfg,
         commit=commit(),
-        seconds=round(time.time() - started, 1),
+        seconds=round(log.seconds(), 1),
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     )
     (args.out / "train_log.json").write_text(json.dumps(record, indent=1), "utf-8")
-    (args.out / "train.log").write_text("\n".join(lines) + "\n", "utf-8")
+    log.write(args.out)

@@ -66,6 +66,7 @@ from reelsmith.world.train import (
     lr_at,
     portraits,
     set_lr,
+    start_run,
     to_pixels,
 )
 
@@ -451,19 +452,10 @@ def check_config(cfg: dict, identity_dim: int) -> None:
 def run(args: argparse.Namespace) -> None:
     """`python -m reelsmith.world.train shots`: build the data, train, write OUT."""
     cfg = load_config("shots", args.config, args.set)
-    device = torch.device(args.device)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    encoder = load_identity_encoder(args.identity).to(device)
+    encoder = load_identity_encoder(args.identity)
     check_config(cfg, encoder.config.dim)
-    torch.manual_seed(cfg["train"]["seed"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    started, lines = time.time(), []
-
-    def log(message: str) -> None:
-        line = f"[{time.time() - started:7.1f}s] {message}"
-        print(line, flush=True)
-        lines.append(line)
+    device, log = start_run(args, cfg["train"]["seed"])
+    encoder = encoder.to(device)
 
     # 1. data, and every identity's embedding
     slots = cfg["model"].get("slots", 4)
@@ -490,8 +482,8 @@ def run(args: argparse.Namespace) -> None:
         identity=str(args.identity or "shipped"),
         config=cfg,
         commit=commit(),
-        seconds=round(time.time() - started, 1),
+        seconds=round(log.seconds(), 1),
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     )
     (args.out / "train_log.json").write_text(json.dumps(record, indent=1), "utf-8")
-    (args.out / "train.log").write_text("\n".join(lines) + "\n", "utf-8")
+    log.write(args.out)
