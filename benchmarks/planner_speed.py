@@ -7,15 +7,19 @@ one offline-writer screenplay per length with a cast of three (random identity e
 built through `planner.planning.prepare` as the product builds it. Weights are random unless
 `--planner` is given: speed and memory do not depend on them.
 
-1. Speed: `KeyframePlanner.generate` (KV cache, window of W shots) against a reference that
-   recomputes the whole context without a cache at every step. Two references:
+1. Speed: `KeyframePlanner.generate` (KV cache, window of W shots) against references that
+   recompute the whole context without a cache at every step, through the same layers
+   (`KeyframePlanner.decode`, its buffer emptied before every token):
    - `uncached_window`: the same context `generate` attends to (pinned prefix + the shots in
      its window, rebuilt at the same shots), re-encoded from scratch for every token; it plans
      the same tokens (the largest difference is printed), so the ratio is what the cache saves;
+   - `uncached_window_transformers`: the same, through the transformers `LlamaModel` forward
+     (as training runs it), for scale: at batch 1 its per-call bookkeeping dominates;
    - `uncached_movie`: no window, the whole movie so far re-encoded for every token (what a
-     planner without a bounded context recomputes; different tokens past W shots). It runs
-     where the movie fits `max_positions` and, at 1000 shots, only with `--movie-1000`.
-   Runs alternate (cached, reference, cached, ...) `--repeats` times; medians are reported.
+     planner without a bounded context recomputes; different tokens past W shots, and past the
+     model's `max_positions` the rotary positions go beyond what it was trained on: a timing
+     reference only). At 1000 shots it runs only with `--movie-1000`.
+   Runs alternate (cached, references, cached, ...) `--repeats` times; medians are reported.
 2. Memory: the peak of the bytes torch's CPU allocator holds during one `generate`, above what
    was live before it, from the profiler's allocation records (`profile_memory=True`: every
    allocation with the allocator's running total). The planned tokens themselves
@@ -74,12 +78,13 @@ def movie_inputs(model: KeyframePlanner, shots: int, batch: int = 1) -> dict[str
 
 @torch.no_grad()
 def generate_uncached(
-    model: KeyframePlanner, inputs: dict, window: int | None = None
+    model: KeyframePlanner, inputs: dict, window: int | None = None, transformers: bool = False
 ) -> torch.Tensor:
     """Greedy planning with no KV cache: every token re-encodes its whole context.
 
     window: `generate`'s window (the same context, rebuilt at the same shots), or None for
-    the whole movie so far. -> tokens (B, T, K, d).
+    the whole movie so far. transformers: through `model.backbone`'s own forward rather than
+    the layers `generate` calls. -> tokens (B, T, K, d).
     """
     k = model.config.token_count
     stride = None if window is None else model.stride_for(window)
@@ -90,9 +95,16 @@ def generate_uncached(
     context: list[torch.Tensor] | None = None  # the shots `generate`'s cache would hold
     held, planned = 0, []
 
+    # one buffer for every step, emptied each time: every key and value is recomputed
+    most = prefix.shape[1] + specs.shape[1] * (1 + k)
+    cache = model.new_cache(len(prefix), most, prefix)
+
     def last_hidden(parts: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat(parts, 1)  # (B, n, H)
-        return model.backbone(inputs_embeds=x, use_cache=False).last_hidden_state[:, -1]
+        if transformers:
+            return model.backbone(inputs_embeds=x, use_cache=False).last_hidden_state[:, -1]
+        cache.length = 0
+        return model.decode(x, cache)
 
     for t in range(specs.shape[1]):
         spec = model.embed_specs(specs[:, t : t + 1], slot_cast[:, t : t + 1], identities)
@@ -172,12 +184,14 @@ def main() -> None:
     # 1. speed: cached and the references, alternating
     for shots in [int(s) for s in args.shots.split(",")]:
         inputs = movie_inputs(model, shots, args.batch)
-        positions = 1 + inputs["cast"].shape[1] + shots * (1 + c.token_count)
         runs = {
             "cached": lambda inputs=inputs: model.generate(**inputs, temperature=0.0).tokens,
             "uncached_window": lambda inputs=inputs: generate_uncached(model, inputs, c.window),
+            "uncached_window_transformers": lambda inputs=inputs: generate_uncached(
+                model, inputs, c.window, transformers=True
+            ),
         }
-        if positions <= c.max_positions and (shots < 1000 or args.movie_1000):
+        if shots < 1000 or args.movie_1000:
             runs["uncached_movie"] = lambda inputs=inputs: generate_uncached(model, inputs)
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         outputs = {}
@@ -208,6 +222,7 @@ def main() -> None:
             lambda inputs=inputs: [None for _ in model.stream(**inputs, temperature=0.0)]
         )
         lengths = model.generate(**inputs, temperature=0.0).cache_lengths
+        capacity = 1 + inputs["cast"].shape[1] + c.window * (1 + c.token_count)
         result = args.batch * shots * c.token_count * c.token_dim * 4  # planned tokens, float32
         report["memory"][shots] = {
             "peak_bytes": peak,
@@ -215,7 +230,8 @@ def main() -> None:
             "peak_without_planned_tokens": peak - result,
             "stream_peak_bytes": streamed,
             "max_cache_positions": max(lengths),
-            "kv_cache_bytes": args.batch * max(lengths) * c.layers * 2 * c.hidden * 4,
+            # what `stream` allocates: the window's largest context, float32 keys and values
+            "kv_cache_bytes": args.batch * capacity * c.layers * 2 * c.hidden * 4,
         }
         print(f"{shots} shots memory: " + json.dumps(report["memory"][shots]), flush=True)
     sizes = sorted(report["memory"])

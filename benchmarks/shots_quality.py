@@ -13,8 +13,10 @@ offline writer + the world renderer, 64 x 64 at 8 fps, every frame of every shot
    identity's canonical portrait), its camera move and blocking;
 2. three sets of shots are scored side by side with `evaluation.metrics.score_movie` (per
    movie, then the shot-weighted mean over movies): the ground truth itself, ours, and
-   "repeat the keyframe" (every frame = the keyframe). The reference portraits passed to it
-   are the canonical portraits, so `identity_consistency_cross` is against them;
+   "repeat the keyframe" (every frame = the keyframe); and "autoencoded": every true frame
+   encoded against its keyframe and decoded by the shot model's own flow autoencoder, the
+   best any motion latents it samples could do (its ceiling). The reference portraits passed
+   to it are the canonical portraits, so `identity_consistency_cross` is against them;
 3. `identity_accuracy_frames`: over every (frame, character listed in the shot) pair, the
    fraction where the frame judge finds the character's identity in that frame (stricter
    than `identity_accuracy`, which needs 20% of a shot's frames);
@@ -63,7 +65,7 @@ from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 
 FPS = 8
 RESOLUTION = 64
-SETS = ("truth", "ours", "repeat_keyframe")
+SETS = ("truth", "ours", "repeat_keyframe", "autoencoded")
 TARGET_LONG_RATIO = 0.95
 
 
@@ -154,6 +156,16 @@ def fcd(judges: Judges, shots: list[np.ndarray], truth: list[np.ndarray]) -> flo
     ours = clip_embeddings(judges.clip, [to_64(f) for f in shots])
     real = clip_embeddings(judges.clip, [to_64(f) for f in truth])
     return round(frechet_distance(ours, real), 4)
+
+
+@torch.no_grad()
+def autoencoded(flow, video: np.ndarray, device: str) -> np.ndarray:
+    """Every frame of a (T, r, r, 3) uint8 shot through the flow autoencoder: encoded against
+    the shot's first frame (its keyframe) and decoded."""
+    x = torch.from_numpy(np.ascontiguousarray(video)).to(device).permute(0, 3, 1, 2)
+    x = x.float() / 127.5 - 1
+    decoded = flow(x[:1].expand_as(x), x)[0].clamp(-1, 1)
+    return ((decoded + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 # -- the long-shot test ---------------------------------------------------------------------
@@ -280,6 +292,10 @@ def main() -> None:
         "truth": [m["truth"] for m in movies],
         "ours": [[next(drawn) for _ in movie] for movie in requests],
         "repeat_keyframe": [[np.repeat(f[:1], len(f), 0) for f in m["truth"]] for m in movies],
+        "autoencoded": [
+            [autoencoded(renderer.pipe.flow_autoencoder, f, args.device) for f in m["truth"]]
+            for m in movies
+        ],
     }
     report["render_seconds"] = round(time.time() - t0, 1)
 

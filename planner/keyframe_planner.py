@@ -30,6 +30,8 @@ shows (a shot planned from the prefix plus its last `window - stride` to `window
 and the re-encoding costs one pass over `window - stride` shots every `stride` shots. (A cache
 that dropped its oldest shot in place would keep keys and values computed with that shot in
 view, which no recomputation reproduces; rebuilding keeps cached and uncached plans equal.)
+Decoding (`decode`) runs the backbone's layers directly on a preallocated `KVCache`: at batch 1
+a step of this small model costs about as much in per-call bookkeeping as in arithmetic.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import DynamicCache, LlamaConfig, LlamaModel
+from torch.nn import functional as F
+from transformers import LlamaConfig, LlamaModel
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from reelsmith.planner.keyframe_spec import SCENE_FIELDS, SLOT_FIELDS, TRAITS
 
@@ -86,6 +90,28 @@ class PlanOutput:
 
     tokens: torch.Tensor
     cache_lengths: list[int]
+
+
+@dataclass
+class KVCache:
+    """The planner's decoding cache: every layer's keys and values at each position so far.
+
+    Allocated once per `stream` at the largest context the window allows and refilled from
+    position 0 at each rebuild, so decoding allocates nothing per step; it also holds the
+    layers' weights with the query/key/value and gate/up projections each fused into one
+    matrix, so a step makes four matrix products per layer rather than seven.
+    """
+
+    keys: torch.Tensor  # (layers, B, heads, capacity, head_dim)
+    values: torch.Tensor
+    cos: torch.Tensor  # (1, capacity, head_dim): the rotary table of each position
+    sin: torch.Tensor
+    weights: list[dict[str, torch.Tensor]]  # per layer, its weights (q|k|v and gate|up fused)
+    length: int = 0  # positions filled
+
+    @property
+    def capacity(self) -> int:
+        return self.keys.shape[3]
 
 
 class SpecEmbedder(nn.Module):
@@ -369,10 +395,76 @@ class KeyframePlanner(nn.Module):
 
     # -- inference ------------------------------------------------------------------------
 
-    def _step(self, x: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
-        """Feed x (B, n, H) after what the cache holds -> the last hidden state (B, H)."""
-        out = self.backbone(inputs_embeds=x, past_key_values=cache, use_cache=True)
-        return out.last_hidden_state[:, -1]
+    def decode(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Feed x (B, n, H) after what the cache holds -> the last hidden state (B, H).
+
+        The backbone's layers as plain tensor operations on the cache's fused copies of their
+        weights: the same numbers as `self.backbone(inputs_embeds=x, past_key_values=...)` (to
+        float rounding) without its per-call bookkeeping (masks, cache objects, module calls),
+        which at batch 1 costs more than the arithmetic of a one-position step.
+        """
+        b, n, hidden = x.shape
+        start, end = cache.length, cache.length + n
+        if end > cache.capacity:
+            raise ValueError(f"{end} positions do not fit the cache's {cache.capacity}")
+        cos, sin = cache.cos[:, start:end], cache.sin[:, start:end]
+        # a query sees the keys up to its own position (none after it)
+        mask = None if n == 1 else torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
+        heads, eps = self.config.heads, self.backbone.config.rms_norm_eps
+        for i, w in enumerate(cache.weights):
+            h = F.rms_norm(x, (hidden,), w["input_norm"], eps)
+            q, k, v = F.linear(h, w["qkv"]).view(b, n, 3, heads, -1).transpose(1, 3).unbind(2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            cache.keys[i, :, :, start:end] = k
+            cache.values[i, :, :, start:end] = v
+            o = F.scaled_dot_product_attention(
+                q, cache.keys[i, :, :, :end], cache.values[i, :, :, :end], attn_mask=mask
+            )
+            x = x + F.linear(o.transpose(1, 2).reshape(b, n, hidden), w["o"])
+            gate, up = F.linear(F.rms_norm(x, (hidden,), w["post_norm"], eps), w["gate_up"]).chunk(
+                2, -1
+            )
+            x = x + F.linear(F.silu(gate) * up, w["down"])
+        cache.length = end
+        return F.rms_norm(x[:, -1], (hidden,), self.backbone.norm.weight, eps)
+
+    def new_cache(self, batch: int, positions: int, like: torch.Tensor) -> KVCache:
+        """An empty `KVCache` of `positions` for `batch` movies, on `like`'s device and dtype."""
+        c, bc = self.config, self.backbone.config
+        if (
+            bc.attention_bias
+            or bc.mlp_bias
+            or bc.hidden_act != "silu"
+            or bc.head_dim * c.heads != c.hidden
+        ):
+            raise ValueError("the planner's decoding step assumes Llama's defaults")
+        shape = (c.layers, batch, c.heads, positions, c.hidden // c.heads)
+        ids = torch.arange(positions, device=like.device)[None]
+        cos, sin = self.backbone.rotary_emb(like, ids)  # (1, positions, head_dim)
+        weights = [
+            {
+                "input_norm": layer.input_layernorm.weight,
+                "qkv": torch.cat(
+                    [
+                        layer.self_attn.q_proj.weight,
+                        layer.self_attn.k_proj.weight,
+                        layer.self_attn.v_proj.weight,
+                    ]
+                ),
+                "o": layer.self_attn.o_proj.weight,
+                "post_norm": layer.post_attention_layernorm.weight,
+                "gate_up": torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
+                "down": layer.mlp.down_proj.weight,
+            }
+            for layer in self.backbone.layers
+        ]
+        return KVCache(
+            keys=like.new_zeros(shape),
+            values=like.new_zeros(shape),
+            cos=cos,
+            sin=sin,
+            weights=weights,
+        )
 
     @torch.no_grad()
     def stream(
@@ -431,28 +523,29 @@ class KeyframePlanner(nn.Module):
         prefix = self.embed_prefix(style, identities)  # (B, P, H)
         t_all = specs.shape[1]
         finished: deque[torch.Tensor] = deque(maxlen=window - 1)  # (B, 1+K, H) per shot
-        cache, cached_shots = None, 0
+        cache = self.new_cache(len(style), prefix.shape[1] + window * (1 + k), prefix)
+        cached_shots = 0
         # 3. plan shot after shot
         for t in range(t_all):
             pointers = None if slot_cast is None else slot_cast[:, t : t + 1]
             spec = self.embed_specs(specs[:, t : t + 1], pointers, identities)  # (B, 1, H)
-            if cache is None or cached_shots == window:
+            if t == 0 or cached_shots == window:
                 # (re)build: pinned prefix + the last window - stride shots, positions from 0
-                kept = [] if cache is None else list(finished)[len(finished) - (window - stride) :]
-                cache = DynamicCache()
-                h = self._step(torch.cat([prefix, *kept, spec], 1), cache)
+                kept = [] if t == 0 else list(finished)[len(finished) - (window - stride) :]
+                cache.length = 0
+                h = self.decode(torch.cat([prefix, *kept, spec], 1), cache)
                 cached_shots = len(kept) + 1
             else:  # the previous shot's last token was not fed yet: feed it with this spec
-                h = self._step(torch.cat([finished[-1][:, -1:], spec], 1), cache)
+                h = self.decode(torch.cat([finished[-1][:, -1:], spec], 1), cache)
                 cached_shots += 1
-            lengths = [cache.get_seq_length()]
+            lengths = [cache.length]
             shot_tokens = []
             for j in range(k):
                 token = self.head.sample(h, temperature, generator)  # (B, d)
                 shot_tokens.append(token)
                 if j + 1 < k:
-                    h = self._step(self._token_embed(token, j), cache)
-                    lengths.append(cache.get_seq_length())
+                    h = self.decode(self._token_embed(token, j), cache)
+                    lengths.append(cache.length)
             tokens = torch.stack(shot_tokens, 1)  # (B, K, d)
             finished.append(torch.cat([spec, self.embed_tokens(tokens[:, None])[:, 0]], 1))
             yield tokens, lengths

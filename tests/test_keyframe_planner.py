@@ -207,6 +207,27 @@ def test_window_bounds_the_cache():
     assert out.cache_lengths[2 * k] == prefix + (1 + k) + 1
 
 
+def test_decoding_step_computes_what_the_backbone_does():
+    """`decode` runs the Llama layers on fused weights: in pieces, through its cache, it gives
+    the backbone's own forward over the whole sequence; past its capacity it refuses."""
+    torch.manual_seed(3)
+    model = KeyframePlanner(TINY).eval()
+    for p in model.backbone.parameters():  # away from the init's ones and zeros
+        p.data.add_(torch.randn_like(p) * 0.1)
+    x = torch.randn(2, 9, TINY.hidden)
+    with torch.no_grad():
+        whole = model.backbone(inputs_embeds=x, use_cache=False).last_hidden_state
+        cache = model.new_cache(2, 10, x)
+        first = model.decode(x[:, :6], cache)  # several positions at once (a rebuild)
+        steps = [model.decode(x[:, i : i + 1], cache) for i in range(6, 9)]  # then one by one
+    assert cache.length == 9
+    assert torch.allclose(first, whole[:, 5], atol=1e-5)
+    for i, h in zip(range(6, 9), steps, strict=True):
+        assert torch.allclose(h, whole[:, i], atol=1e-5), i
+    with pytest.raises(ValueError, match="do not fit"):
+        model.decode(x[:, :2], cache)
+
+
 def test_regularisers_act_in_train_mode_only():
     model, data = make(token_mask_prob=0.5, identity_drop_prob=0.5), batch()
     with torch.no_grad():

@@ -379,6 +379,17 @@ def train(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def test_a_kept_loss_holds_only_itself():
+    """A mean-reduced MSE shares its squared-error buffer's storage; what the trainers keep
+    per step for the log must not (one such buffer a step ran a GPU out of memory)."""
+    from reelsmith.world.train_motion import kept
+
+    pred = torch.randn(8, 64, 96, requires_grad=True)
+    loss = torch.nn.functional.mse_loss(pred, torch.zeros_like(pred))
+    assert kept(loss).untyped_storage().nbytes() == loss.element_size()
+    assert kept(loss) == loss and not kept(loss).requires_grad
+
+
 def test_tiny_training_run_writes_a_loadable_pipeline(tmp_path):
     done = train(tmp_path)
     assert done.returncode == 0, done.stderr

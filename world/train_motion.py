@@ -242,6 +242,13 @@ def autocast(device: torch.device):
     return nullcontext()
 
 
+def kept(loss: torch.Tensor) -> torch.Tensor:
+    """A step's loss to keep for the log, holding nothing else: a mean-reduced `F.mse_loss`
+    is a view into its squared-error buffer's storage, so `detach()` alone would keep one
+    batch-sized buffer alive per step (a leak that ran a 32 x 32 latent run out of memory)."""
+    return loss.detach().clone()
+
+
 def mean_of(losses: list[torch.Tensor]) -> float:
     """The mean of per-step loss tensors, read back once (no device sync per step)."""
     return float(torch.stack(losses).mean())
@@ -277,7 +284,7 @@ def train_flow(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(rec.detach())
+        losses.append(kept(rec))
         if step % t["log_every"] == 0:
             recent = mean_of(losses[-t["log_every"] :])
             log(f"flow step {step} L1 {recent:.4f} ({schedule.seconds():.0f}s)")
@@ -439,7 +446,7 @@ def train_motion(
         decay = min(t["ema"], (1 + step) / (10 + step))
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1 - decay)
-        losses.append(loss.detach())
+        losses.append(kept(loss))
         if step % t["log_every"] == 0:
             recent = mean_of(losses[-t["log_every"] :])
             log(f"motion step {step} loss {recent:.4f} ({schedule.seconds():.0f}s)")
