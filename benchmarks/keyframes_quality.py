@@ -19,7 +19,6 @@ against the truth. The judge's own accuracy on the ground truth is printed along
 from __future__ import annotations
 
 import argparse
-import json
 import operator
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from reporting import print_report
 
 from reelsmith.evaluation.judges import judge_frames, load_judge
 from reelsmith.memory.identity import load_identity_encoder
@@ -217,10 +217,7 @@ def main() -> None:
         )
         report["no_tokens"][text or "default"] = score(judge, drawn, items)
     report["seconds"] = round(time.time() - started, 1)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text, "utf-8")
+    print_report(report, args.json)
     if args.samples:
         np.savez_compressed(
             args.samples,

@@ -13,7 +13,6 @@ On a shared machine the wall time depends on what else runs; run it on an idle o
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import av
+from reporting import print_report
 
 PROMPT = (
     "Mira, a small yellow mouse with a scarf, and Bo, a tall blue robot, cross the desert at dusk"
@@ -63,10 +63,7 @@ def main() -> None:
         "wall_seconds": report["wall_seconds"] <= TARGETS["wall_seconds"],
         "peak_gb": report["peak_gb"] <= TARGETS["peak_gb"],
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text, "utf-8")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

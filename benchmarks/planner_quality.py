@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from keyframes_quality import MIN_PIXELS, score
+from reporting import print_report
 
 from reelsmith.agent.references import ModelReferences
 from reelsmith.evaluation.judges import load_judge
@@ -313,10 +314,7 @@ def main() -> None:
         report["settings"][setting] = row
         print(f"{setting}: " + json.dumps(row), flush=True)
     report["seconds"] = round(time.time() - started, 1)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text, "utf-8")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

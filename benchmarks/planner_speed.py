@@ -41,6 +41,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from reporting import print_report
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
@@ -244,10 +245,7 @@ def main() -> None:
         report["memory"]["stream_peak_ratio"] = round(
             large["stream_peak_bytes"] / small["stream_peak_bytes"], 3
         )
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text, "utf-8")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ offline writer + the world renderer, 64 x 64 at 8 fps, every frame of every shot
    `--motion DIR` for another `save_pretrained` folder) from its GROUND-TRUTH keyframe, with
    each character's identity embedding as training saw it (the shipped identity encoder on the
    identity's canonical portrait), its camera move and blocking;
-2. three sets of shots are scored side by side with `evaluation.metrics.score_movie` (per
+2. four sets of shots are scored side by side with `evaluation.metrics.score_movie` (per
    movie, then the shot-weighted mean over movies): the ground truth itself, ours, and
    "repeat the keyframe" (every frame = the keyframe); and "autoencoded": every true frame
    encoded against its keyframe and decoded by the shot model's own flow autoencoder, the
@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from reporting import print_report
 
 from reelsmith.evaluation.judges import judge_frames
 from reelsmith.evaluation.metrics import (
@@ -324,10 +325,7 @@ def main() -> None:
             )
             print(f"{name}: " + json.dumps(report[name]), flush=True)
     report["seconds"] = round(time.time() - started, 1)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text, "utf-8")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ conditions, sampling loop, flow decode, retime.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import time
@@ -31,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from reporting import print_report
 from torch.utils.flop_counter import FlopCounterMode
 
 from reelsmith.memory.identity import ENCODER, load_identity_encoder
@@ -171,10 +171,7 @@ def main() -> None:
                 achieved = report["gflops_per_shot"] * 1e9 * rate
                 report[key]["achieved_tflops"] = round(achieved / 1e12, 3)
                 report[key]["fraction_of_peak"] = round(achieved / (peak * 1e12), 5)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text, "utf-8")
+    print_report(report, args.json)
 
 
 if __name__ == "__main__":
