@@ -275,11 +275,15 @@ def train_flow(
             keyframe = torch.where(flip[:, None, None, None], keyframe.flip(-1), keyframe)
             frame = torch.where(flip[:, None, None, None], frame.flip(-1), frame)
             weight = torch.where(flip[:, None, None], weight.flip(-1), weight)
-        decoded, latent = model(keyframe, frame)
+        latent = model.encode(keyframe, frame)
+        decoded, _, visible = model.decode_parts(keyframe, latent)
         rec = ((decoded - frame).abs().mean(1) * weight).sum() / weight.sum()
         flow = latent[:, :2]
         smooth = (flow.diff(dim=-1).abs().mean() + flow.diff(dim=-2).abs().mean()) / 2
-        hidden = 1 - torch.sigmoid(model.config.visibility_bound * latent[:, 2])
+        if model.config.warp == "forward":  # uncovered: where no keyframe pixel lands
+            hidden = 1 - visible
+        else:
+            hidden = 1 - torch.sigmoid(model.config.visibility_bound * latent[:, 2])
         loss = rec + t["smoothness"] * smooth + t["visibility"] * hidden.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -306,15 +310,16 @@ def evaluate_flow(model: FlowAutoencoder, held: Clips, per_clip: int) -> dict:
     idx = torch.arange(len(held), device=device).repeat_interleave(len(positions))
     pos = positions.repeat(len(held))
     keyframe, frame = to_pixels(held.keyframes[idx]), to_pixels(held.frames[idx, pos])
-    decoded, warped, latents = [], [], []
+    decoded, warped, visible, latents = [], [], [], []
     for k, fr in zip(keyframe.split(ENCODE_BATCH), frame.split(ENCODE_BATCH), strict=True):
         latent = model.encode(k, fr)
-        decoded.append(model.decode(k, latent))
-        warped.append(model.warp(k, latent)[0])
+        parts = model.decode_parts(k, latent)
+        for out, part in zip((decoded, warped, visible), parts, strict=True):
+            out.append(part)
         latents.append(latent)
     decoded, warped, latent = torch.cat(decoded), torch.cat(warped), torch.cat(latents)
+    visible = torch.cat(visible)
     chars = held.characters[idx, pos]
-    visible = torch.sigmoid(model.config.visibility_bound * latent[:, 2])
     return {
         "pairs": len(idx),
         "psnr": psnr(decoded, frame),
