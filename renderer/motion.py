@@ -7,18 +7,12 @@ keyframe shows nothing (the background a walking character uncovers). Moving the
 pixels keeps every character's look by construction; the diffusion model only has to model
 where things go, in a latent of 3 x 16 x 16 numbers per frame.
 
-- `FlowAutoencoder`: (keyframe, frame) -> motion latent (B, 3, g, g) -> frame. Trained without
-  labels, by reconstruction. Two ways to move the keyframe (`warp`):
-  - "backward" (LFDM's): channels 0-1 are the backward flow (x, y) in units of `flow_scale`
-    pixels at `resolution` (output pixel p shows keyframe pixel p + flow(p)); channel 2 the
-    visibility in [-1, 1] (its logit over `visibility_bound`). The flow's edges must fall on
-    the moved characters' outlines, which the keyframe does not show, so a coarse flow smears
-    whatever moves far.
-  - "forward" (softmax splatting, Niklaus & Liu, CVPR 2020): channels 0-1 are where each
-    keyframe pixel goes (keyframe pixel p lands at p + flow(p)), channel 2 its priority where
-    several land on one place (the one in front wins); visible is where any lands. The flow's
-    edges are the keyframe's own outlines, so a small network that reads the keyframe
-    (`refine_width` > 0) sharpens the coarse flow along them at full resolution.
+- `FlowAutoencoder`: (keyframe, frame) -> motion latent (B, 3, g, g) -> frame. Channels 0-1
+  are the backward flow (x, y) in units of `flow_scale` pixels at `resolution` (output pixel p
+  shows keyframe pixel p + flow(p)); channel 2 the visibility in [-1, 1] (its logit over
+  `visibility_bound`). Trained without labels, by reconstruction. With `sampling="nearest"`
+  each output pixel is one keyframe pixel at inference, not a bilinear blend of four: at 64 x 64
+  a blend wipes out the stripes and spots (a pixel or two wide) that tell characters apart.
 - `MotionTransformer`: a DiT over a clip's T motion latents, patchified to tokens, that
   predicts v. Conditions: the keyframe (a small CNN to the token grid, added to every frame's
   tokens: where things are), the previous clip's last latent (added the same way, or a learned
@@ -68,48 +62,6 @@ def upsample(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="nearest")
 
 
-def splat(
-    image: torch.Tensor, flow: torch.Tensor, priority: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax splatting: every source pixel pushed to where its flow takes it.
-
-    Args:
-        image: (B, C, H, W) source.
-        flow: (B, 2, H, W) displacement (x, y) of each source pixel, in pixels.
-        priority: (B, 1, H, W) log-weight of each source pixel where several land on one
-            target pixel (a bilinear share of each goes to the four pixels around its landing).
-
-    Returns:
-        The moved image (B, C, H, W), zero where nothing lands, and the coverage (B, 1, H, W):
-        the summed bilinear shares landing on each pixel (1 where the image moved rigidly,
-        0 where nothing landed).
-    """
-    b, c, h, w = image.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=image.device, dtype=flow.dtype),
-        torch.arange(w, device=image.device, dtype=flow.dtype),
-        indexing="ij",
-    )
-    tx, ty = xs + flow[:, 0], ys + flow[:, 1]  # (B, H, W) landing points
-    x0, y0 = tx.floor(), ty.floor()
-    ax, ay = tx - x0, ty - y0
-    weight = priority[:, 0].exp()  # (B, H, W)
-    values = torch.cat([image * weight[:, None], weight[:, None], image.new_ones(b, 1, h, w)], 1)
-    values = values.flatten(2)  # (B, C + 2, HW): weighted colour, weight, coverage
-    out = values.new_zeros(b, c + 2, h * w)
-    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
-        cx, cy = x0 + dx, y0 + dy
-        share = (ax if dx else 1 - ax) * (ay if dy else 1 - ay)
-        inside = (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1)
-        share = torch.where(inside, share, 0.0).flatten(1)[:, None]  # (B, 1, HW)
-        index = (cy.clamp(0, h - 1) * w + cx.clamp(0, w - 1)).long().flatten(1)[:, None]
-        out.scatter_add_(2, index.expand(b, c + 2, h * w), values * share)
-    out = out.view(b, c + 2, h, w)
-    colour, total, coverage = out[:, :c], out[:, c : c + 1], out[:, c + 1 :]
-    moved = colour / total.clamp_min(1e-6) * (total > 1e-6)
-    return moved, coverage
-
-
 def levels(high: int, low: int, what: str) -> int:
     """How many halvings take `high` to `low` (both powers of two)."""
     n = int(round(math.log2(high / low))) if low > 0 and high >= low else -1
@@ -121,40 +73,15 @@ def levels(high: int, low: int, what: str) -> int:
 # -- the flow autoencoder --------------------------------------------------------------------
 
 
-class SmallUNet(nn.Module):
-    """Three scales (r, r/2, r/4) of 3x3 convolutions with skips: c_in -> c_out channels."""
-
-    def __init__(self, c_in: int, c_out: int, width: int) -> None:
-        super().__init__()
-        w = width
-        self.inp = conv_block(c_in, w)
-        self.down = nn.ModuleList([conv_block(w, 2 * w, 2), conv_block(2 * w, 4 * w, 2)])
-        self.mid = conv_block(4 * w, 4 * w)
-        self.up = nn.ModuleList([conv_block(6 * w, 2 * w), conv_block(3 * w, w)])
-        self.out = nn.Conv2d(w, c_out, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x0 = self.inp(x)
-        x1 = self.down[0](x0)
-        x = self.mid(self.down[1](x1))
-        x = self.up[0](torch.cat([upsample(x), x1], 1))
-        x = self.up[1](torch.cat([upsample(x), x0], 1))
-        return self.out(x)
-
-
-WARPS = ("backward", "forward")
 SAMPLINGS = ("bilinear", "nearest")
 
 
 class FlowAutoencoder(ModelMixin, ConfigMixin):
-    """(keyframe, frame) -> motion latent (flow + visibility or priority) -> frame.
+    """(keyframe, frame) -> motion latent (flow + visibility) -> frame.
 
     Images are (B, 3, r, r) in [-1, 1]. The encoder is a small U-Net from the pair to the
     latent grid (through a bottleneck 4x coarser, for displacements wider than its kernels);
-    the decoder a small U-Net from [moved keyframe, visibility, keyframe] to the fill. With
-    `warp="forward"` and `refine_width` > 0, a small U-Net reads [the latent upsampled, the
-    keyframe] and adds a correction to the flow and priority at full resolution before the
-    keyframe is splatted.
+    the decoder a small U-Net from [warped keyframe, visibility, keyframe] to the fill.
     """
 
     @register_to_config
@@ -165,8 +92,6 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         width: int = 16,
         flow_scale: float = 8.0,
         visibility_bound: float = 4.0,
-        warp: str = "backward",
-        refine_width: int = 0,
         sampling: str = "bilinear",
     ) -> None:
         super().__init__()
@@ -174,14 +99,8 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         n = levels(resolution, latent_size, "resolution / latent_size")
         if latent_size < 4:
             raise ValueError(f"latent_size must be at least 4, got {latent_size}")
-        if warp not in WARPS:
-            raise ValueError(f"warp must be one of {WARPS}, got {warp!r}")
         if sampling not in SAMPLINGS:
             raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-        if sampling == "nearest" and warp != "backward":
-            raise ValueError(f"sampling='nearest' needs warp='backward', got warp={warp!r}")
-        if refine_width and warp != "forward":
-            raise ValueError(f"refine_width needs warp='forward', got warp={warp!r}")
         # encoder: r -> g (n halvings, widening to 4w), g -> g/4 and back with skips
         chans = [min(w << k, 4 * w) for k in range(n + 1)]
         self.encoder_in = conv_block(6, chans[0])
@@ -200,11 +119,6 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         self.decoder_mid = conv_block(4 * w, 4 * w)
         self.decoder_up = nn.ModuleList([conv_block(6 * w, 2 * w), conv_block(3 * w, w)])
         self.decoder_out = nn.Conv2d(w, 3, 3, 1, 1)
-        self.refiner = None
-        if refine_width:
-            self.refiner = SmallUNet(MOTION_CHANNELS + 3, MOTION_CHANNELS, refine_width)
-            nn.init.zeros_(self.refiner.out.weight)  # starts as the plain upsampled latent
-            nn.init.zeros_(self.refiner.out.bias)
 
     def encode(self, keyframe: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """(B, 3, r, r) x 2 -> motion latent (B, 3, g, g): frame = keyframe moved by it."""
@@ -226,14 +140,11 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
 
         Args:
             image: (B, C, H, W), any size: the flow is in pixels at `resolution`, scaled.
-                Moved forward, the image is the keyframe (the refiner reads it).
             latent: (B, 3, g, g) motion latent.
 
         Returns:
             warped (B, C, H, W) and visibility (B, 1, H, W) in (0, 1).
         """
-        if self.config.warp == "forward":
-            return self._splat(image, latent)
         b, _, h, w = image.shape
         up = F.interpolate(
             latent.to(image.dtype), size=(h, w), mode="bilinear", align_corners=False
@@ -244,43 +155,19 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         xs = (torch.arange(w, device=image.device, dtype=image.dtype) * 2 + 1) / w - 1
         base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
         grid = base[None] + flow  # (B, H, W, 2)
+        # "nearest": each pixel one keyframe pixel rather than a blend of four, which blurs
+        # stripes and spots a pixel wide; training (with gradients) samples bilinearly, as
+        # nearest has no gradient with respect to the flow
+        nearest = self.config.sampling == "nearest" and not torch.is_grad_enabled()
         warped = F.grid_sample(
-            image, grid, mode="bilinear", padding_mode="border", align_corners=False
+            image,
+            grid,
+            mode="nearest" if nearest else "bilinear",
+            padding_mode="border",
+            align_corners=False,
         )
-        if self.config.sampling == "nearest" and not torch.is_grad_enabled():
-            # each pixel one keyframe pixel rather than a blend of four, which blurs stripes and
-            # spots a pixel wide; training (with gradients) samples bilinearly, as nearest has
-            # no gradient with respect to the flow
-            warped = F.grid_sample(
-                image, grid, mode="nearest", padding_mode="border", align_corners=False
-            )
         visibility = torch.sigmoid(self.config.visibility_bound * up[:, 2:])
         return warped, visibility
-
-    def full_flow(self, keyframe: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
-        """Forward warp: the latent at the keyframe's size (B, 3, H, W), refined if there is a
-        refiner: flow in pixels at the keyframe's size, then priority (log-weight)."""
-        r = self.config.resolution
-        up = F.interpolate(latent.to(keyframe.dtype), size=(r, r), mode="bilinear")
-        if self.refiner is not None:
-            at_r = keyframe
-            if keyframe.shape[-2:] != (r, r):
-                at_r = F.interpolate(keyframe[:, :3], size=(r, r), mode="bilinear", antialias=True)
-            up = up + self.refiner(torch.cat([up, at_r], 1))
-        h, w = keyframe.shape[-2:]
-        if (h, w) != (r, r):
-            up = F.interpolate(up, size=(h, w), mode="bilinear")
-        scale = self.config.flow_scale * torch.tensor([w / r, h / r], device=up.device)
-        flow = up[:, :2] * scale.to(up.dtype)[:, None, None]
-        bound = self.config.visibility_bound
-        return torch.cat([flow, (bound * up[:, 2:]).clamp(-2 * bound, 2 * bound)], 1)
-
-    def _splat(
-        self, image: torch.Tensor, latent: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        motion = self.full_flow(image, latent)
-        moved, coverage = splat(image, motion[:, :2], motion[:, 2:])
-        return moved, coverage.clamp(0.0, 1.0)
 
     def decode(self, keyframe: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """(B, 3, r, r) keyframe + (B, 3, g, g) latent -> the frame (B, 3, r, r), unclamped."""

@@ -99,6 +99,33 @@ def test_translation_flow_moves_a_pattern_by_that_many_pixels(dx, dy):
     torch.testing.assert_close(flow.warp(big, latent)[0], moved, atol=1e-5, rtol=0)
 
 
+def test_nearest_sampling_moves_pixels_without_blending_them():
+    image = torch.zeros(1, 3, 16, 16)
+    image[:, :, :, ::2] = 1.0  # one-pixel stripes
+    latent = torch.zeros(1, 3, 4, 4)
+    latent[:, 0] = 0.4 / 8.0  # 0.4 pixel (flow_scale 8): between two stripes, nearer one
+    bilinear = FlowAutoencoder(**TINY_FLOW)
+    nearest = FlowAutoencoder(**TINY_FLOW, sampling="nearest")
+    with torch.no_grad():
+        blended = bilinear.warp(image, latent)[0]
+        moved = nearest.warp(image, latent)[0]
+    inner = blended[..., 1:-1]
+    assert ((inner - 0.5).abs() - 0.1).abs().max() < 1e-5  # every pixel a 0.4 / 0.6 blend
+    assert set(moved.unique().tolist()) == {0.0, 1.0}  # every pixel one of the keyframe's
+    assert moved[..., 1:-1].std() > 0.4  # the stripes survive
+    # with gradients (training) it samples bilinearly, so the flow gets a gradient
+    flow_latent = latent.clone().requires_grad_()
+    trained = nearest.warp(image, flow_latent)[0]
+    torch.testing.assert_close(trained.detach(), blended)
+    trained[..., 1:-1].sum().backward()
+    assert flow_latent.grad.abs().sum() > 0
+
+
+def test_unknown_sampling_is_refused_by_name():
+    with pytest.raises(ValueError, match="sampling must be one of .*'cubic'"):
+        FlowAutoencoder(**TINY_FLOW, sampling="cubic")
+
+
 def test_decode_keeps_what_is_visible_and_fills_what_is_not():
     flow = FlowAutoencoder(**TINY_FLOW)
     image = torch.rand(1, 3, 16, 16) * 2 - 1

@@ -275,15 +275,11 @@ def train_flow(
             keyframe = torch.where(flip[:, None, None, None], keyframe.flip(-1), keyframe)
             frame = torch.where(flip[:, None, None, None], frame.flip(-1), frame)
             weight = torch.where(flip[:, None, None], weight.flip(-1), weight)
-        latent = model.encode(keyframe, frame)
-        decoded, _, visible = model.decode_parts(keyframe, latent)
+        decoded, latent = model(keyframe, frame)
         rec = ((decoded - frame).abs().mean(1) * weight).sum() / weight.sum()
         flow = latent[:, :2]
         smooth = (flow.diff(dim=-1).abs().mean() + flow.diff(dim=-2).abs().mean()) / 2
-        if model.config.warp == "forward":  # uncovered: where no keyframe pixel lands
-            hidden = 1 - visible
-        else:
-            hidden = 1 - torch.sigmoid(model.config.visibility_bound * latent[:, 2])
+        hidden = 1 - torch.sigmoid(model.config.visibility_bound * latent[:, 2])
         loss = rec + t["smoothness"] * smooth + t["visibility"] * hidden.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
