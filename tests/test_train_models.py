@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,6 +19,7 @@ from reelsmith.renderer.keyframe_pipeline import (
 )
 from reelsmith.renderer.keyframes import KeyframeSpec
 from reelsmith.world import train
+from reelsmith.world.dataset import DatasetSpec
 
 TINY_DATA = [
     "data.train.count=64",
@@ -156,3 +158,20 @@ def test_keyframe_evaluation_caps_n_at_the_held_out_keyframes():
     }
     numbers = train.evaluate_keyframes(pipe, held, torch.randn(3, 8), torch.device("cpu"))
     assert numbers["n"] == 3 and math.isfinite(numbers["reconstruction_mse"])
+
+
+def test_datasets_that_hold_other_items_get_their_own_folders(tmp_path):
+    base = DatasetSpec(kind="clips", count=8, seed=3)
+    assert train.data_folder(tmp_path, base) == tmp_path / "clips-8-s3-r64"
+    others = [
+        dataclasses.replace(base, clip_frames=16),
+        dataclasses.replace(base, long_shots=0.25),
+        dataclasses.replace(base, fps=12),
+        dataclasses.replace(base, clip_frames=16, long_shots=0.25),
+    ]
+    names = [train.data_folder(tmp_path, s).name for s in [base, *others]]
+    assert len(set(names)) == len(names)
+    assert names[-1] == "clips-8-s3-r64-f16-long0.25"
+    # the same items stored in other shards: the same folder (`build` refuses the mismatch)
+    resharded = dataclasses.replace(base, shard_size=4)
+    assert train.data_folder(tmp_path, resharded) == train.data_folder(tmp_path, base)

@@ -115,7 +115,7 @@ def test_the_saved_planner_reproduces_its_held_out_nll(runs):
     pipe = load_keyframe_pipeline(TOKENIZER_WEIGHTS)
     digest = train_planner.tokenizer_digest(TOKENIZER_WEIGHTS)
     held, info = train_planner.load_movies(
-        runs["data"] / "movies-3-s7777-r64", model.config, pipe, digest, lambda _: None
+        runs["data"] / "movies-3-s7777-r64-m9", model.config, pipe, digest, lambda _: None
     )
     assert info["reused"]
     encoder = load_identity_encoder(IDENTITY_WEIGHTS)
@@ -134,7 +134,7 @@ def test_second_run_reuses_the_cached_tokens_and_repeats_the_first(runs):
 
 
 def test_movie_rows_point_each_slot_at_its_cast_member(runs):
-    item = next(read(runs["data"] / "movies-6-s11-r64"))
+    item = next(read(runs["data"] / "movies-6-s11-r64-m9"))
     record = item["record"]
     specs, slot_cast, cast = train_planner.movie_rows(record, slots=4, max_cast=8)
     screenplay = Screenplay.model_validate(record["screenplay"])

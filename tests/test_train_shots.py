@@ -137,7 +137,7 @@ def test_the_trained_folder_renders_shots(run):
     assert all(np.array_equal(o[0], keyframe) for o in out)
 
 
-@pytest.mark.parametrize("name", ["clips-6-s21-r32", "clips-4-s7777-r32"])
+@pytest.mark.parametrize("name", ["clips-6-s21-r32-f20-long0.5", "clips-4-s7777-r32-f20"])
 def test_loaded_clips_and_training_windows(run, name):
     folder = run["data"] / name
     data = train_shots.load_clips(folder, slots=4)

@@ -47,10 +47,27 @@ MIN_PIXELS = 60  # characters smaller than this in a frame are not identity exam
 # -- data ---------------------------------------------------------------------------------
 
 
+# short names of the DatasetSpec fields a dataset's folder name carries where not the default
+# (not shard_size, which changes how the same items are stored, not which: `build` refuses a
+# folder built with another)
+FOLDER_FIELDS = {"fps": "fps", "clip_frames": "f", "max_movie_shots": "m", "long_shots": "long"}
+
+
+def data_folder(folder: Path, spec: DatasetSpec) -> Path:
+    """Where `build_data` keeps a dataset: one name per distinct set of items, e.g.
+    clips-8000-s41-r64 (every other field the default) or clips-8000-s41-r64-f16-long0.25."""
+    name = f"{spec.kind}-{spec.count}-s{spec.seed}-r{spec.resolution}"
+    default = DatasetSpec(kind=spec.kind, count=spec.count)
+    for field, short in FOLDER_FIELDS.items():
+        if getattr(spec, field) != getattr(default, field):
+            name += f"-{short}{getattr(spec, field)}"
+    return folder / name
+
+
 def build_data(folder: Path, spec: dict, workers: int, log) -> Path:
-    """Build (or reuse) one storyworld dataset under `folder`."""
+    """Build (or reuse) one storyworld dataset under `folder` (in `data_folder`'s name)."""
     spec = DatasetSpec(**spec)
-    out = folder / f"{spec.kind}-{spec.count}-s{spec.seed}-r{spec.resolution}"
+    out = data_folder(folder, spec)
     t0 = time.time()
     build(spec, out, workers=workers)
     log(f"data {out.name} ready in {time.time() - t0:.0f}s")
