@@ -392,14 +392,16 @@ TINY_CONFIG = {
 }  # fmt: skip
 
 
-def train(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+def train(tmp_path, *overrides: str, out: str = "out", init=None) -> subprocess.CompletedProcess:
     config = tmp_path / "motion.json"
     config.write_text(json.dumps(TINY_CONFIG))
     command = [
-        sys.executable, "-m", "reelsmith.world.train", "motion", "--out", str(tmp_path / "out"),
+        sys.executable, "-m", "reelsmith.world.train", "motion", "--out", str(tmp_path / out),
         "--data", str(tmp_path / "data"), "--config", str(config), "--workers", "1",
         "--device", "cpu",
     ]  # fmt: skip
+    if init is not None:
+        command += ["--init", str(init)]
     for item in overrides:
         command += ["--set", item]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -434,9 +436,47 @@ def test_tiny_training_run_writes_a_loadable_pipeline(tmp_path):
     assert frames.shape == (5, 32, 32, 3)
 
 
+def test_init_continues_a_saved_pipeline_and_freeze_flow_keeps_its_autoencoder(tmp_path):
+    assert train(tmp_path).returncode == 0
+    first = tmp_path / "out"
+    # the config's model sizes differ: --init's own sizes win
+    done = train(
+        tmp_path, "train.freeze_flow=true", "model.motion.layers=3", out="again", init=first
+    )
+    assert done.returncode == 0, done.stderr
+    again = tmp_path / "again"
+    record = json.loads((again / "train_log.json").read_text())
+    assert record["init"] == str(first) and record["flow"]["frozen"]
+    assert record["config"]["model"]["motion"]["layers"] == 1
+    assert f"starting from {first}" in done.stdout
+
+    def weights(folder, part):
+        return load_file(folder / part / "diffusion_pytorch_model.safetensors")
+
+    kept, before = weights(again, "flow_autoencoder"), weights(first, "flow_autoencoder")
+    assert all(torch.equal(kept[k], before[k]) for k in before)
+    moved, start = weights(again, "motion_transformer"), weights(first, "motion_transformer")
+    assert moved.keys() == start.keys()
+    assert any(not torch.equal(moved[k], start[k]) for k in start)  # trained further
+    a, b = load_motion_pipeline(again), load_motion_pipeline(first)
+    assert a.motion_transformer.config.latent_scale == b.motion_transformer.config.latent_scale
+    # without freeze_flow, stage A continues from the saved autoencoder too
+    assert train(tmp_path, out="third", init=again).returncode == 0
+    third = weights(tmp_path / "third", "flow_autoencoder")
+    assert any(not torch.equal(third[k], kept[k]) for k in kept)
+
+
+def test_init_that_is_not_a_pipeline_is_one_line(tmp_path):
+    done = train(tmp_path, init=tmp_path / "nowhere")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "no motion pipeline there" in done.stderr
+    assert not (tmp_path / "data").exists()
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
+        (["train.freeze_flow=true"], "train.freeze_flow needs --init"),
         (["model.motion.identity_dim=8"], "identity_dim is 8"),
         (['model.motion.attention="sparse"'], "attention"),
         (["model.flow.latent_size=4"], "latent_size"),

@@ -482,7 +482,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     parser.add_argument("--identity", type=Path, help="identity encoder (keyframes, planner)")
     parser.add_argument("--tokenizer", type=Path, help="planner: keyframe pipeline folder")
-    parser.add_argument("--init", type=Path, help="keyframes: start from this pipeline folder")
+    parser.add_argument(
+        "--init", type=Path, help="keyframes, motion: start from this pipeline folder"
+    )
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)

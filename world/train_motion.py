@@ -4,6 +4,7 @@ one) with bigger batches.
 
     python -m reelsmith.world.train motion --out OUT --identity memory/weights/identity \
         [--device cpu] [--config world/configs/motion.json --set train.motion.max_seconds=900 ...]
+        [--init PIPELINE_FOLDER [--set train.freeze_flow=true]]
 
 Everything lives on the training device from the start: the clips are loaded once as tensors
 and moved there whole, batches are indexed out of them there, and the random numbers come from
@@ -30,7 +31,12 @@ forward runs under bf16 autocast (the flow autoencoder stays in float32, TF32 ma
    reconstruction PSNR of warp + decode against "repeat the keyframe" (stage A); the v-loss
    with and without the motion condition, and for sampled first clips the flow error and
    motion against the encoded ground truth and against "nothing moves" (stage B).
-5. Output: a `MotionPipeline.save_pretrained` folder in float16 (loaded as float32, on the
+5. `--init FOLDER` continues a saved `MotionPipeline` (so a long run can span several sessions
+   of a lent GPU): its two models' sizes replace the config's `model`, both stages start from
+   its weights, and the transformer keeps its `latent_mean` / `latent_scale`. With
+   `train.freeze_flow` the flow autoencoder is kept as it is (stage A is skipped), so the
+   latents the transformer learned stay what they were.
+6. Output: a `MotionPipeline.save_pretrained` folder in float16 (loaded as float32, on the
    CPU), `train_log.json` and `train.log`, as for the other models of `world/train.py`.
 """
 
@@ -59,7 +65,7 @@ from reelsmith.renderer.motion import (
     MotionTransformer,
     phase_features,
 )
-from reelsmith.renderer.motion_pipeline import SCHEDULER, MotionPipeline
+from reelsmith.renderer.motion_pipeline import SCHEDULER, MotionPipeline, load_motion_pipeline
 from reelsmith.world.dataset import read
 from reelsmith.world.identity import all_identities
 from reelsmith.world.render import portrait
@@ -188,6 +194,15 @@ def check_config(cfg: dict, identity_dim: int) -> None:
                 raise InputError(f"train.{section}.{key} must be an integer >= 1")
 
 
+def public_config(model, *leave_out: str) -> dict:
+    """A model's constructor arguments from its diffusers config (not the bookkeeping)."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v
+        for k, v in model.config.items()
+        if not k.startswith("_") and k not in leave_out
+    }
+
+
 def identity_table(encoder, used: torch.Tensor) -> torch.Tensor:
     """(identities, D): the identity encoder's embedding of each used identity's canonical
     portrait (zeros for the others, never read)."""
@@ -255,11 +270,17 @@ def mean_of(losses: list[torch.Tensor]) -> float:
 
 
 def train_flow(
-    cfg: dict, data: Clips, held: Clips, device: torch.device, log
+    cfg: dict, data: Clips, held: Clips, device: torch.device, log, init=None
 ) -> tuple[FlowAutoencoder, dict]:
-    """Stage A on `device`; `data` and `held` are already there."""
+    """Stage A on `device`; `data` and `held` are already there. `init`: a FlowAutoencoder
+    to start from (kept as it is with `train.freeze_flow`)."""
     t = cfg["train"]["flow"]
-    model = FlowAutoencoder(**cfg["model"]["flow"]).to(device)
+    if init is not None and cfg["train"].get("freeze_flow"):
+        model = init.to(device).eval()
+        numbers = evaluate_flow(model, held, cfg["train"]["eval"]["pairs_per_clip"])
+        log(f"flow: kept from --init (train.freeze_flow); held-out: {json.dumps(numbers)}")
+        return model, {"losses": [], "steps_run": 0, "frozen": True, **numbers}
+    model = (FlowAutoencoder(**cfg["model"]["flow"]) if init is None else init).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
     g = torch.Generator(device).manual_seed(cfg["train"]["seed"])
     n, f = data.frames.shape[:2]
@@ -397,9 +418,10 @@ def model_inputs(model, w: dict, embeddings, t: dict | None, g) -> dict:
 
 
 def train_motion(
-    cfg: dict, flow: FlowAutoencoder, data: Clips, held: Clips, embeddings, device, log
+    cfg: dict, flow: FlowAutoencoder, data: Clips, held: Clips, embeddings, device, log, init=None
 ) -> tuple[MotionPipeline, dict]:
-    """Stage B on `device`; `flow`, `data`, `held` and `embeddings` are already there."""
+    """Stage B on `device`; `flow`, `data`, `held` and `embeddings` are already there.
+    `init`: a MotionTransformer to start from, with its latent mean and scale."""
     from diffusers import DDPMScheduler, DPMSolverMultistepScheduler
 
     t = cfg["train"]["motion"]
@@ -407,13 +429,20 @@ def train_motion(
     latents, held_latents = encode_clips(flow, data), encode_clips(flow, held)
     log(f"motion: encoded {latents.shape[0]} + {held_latents.shape[0]} clips to latents "
         f"{tuple(latents.shape[1:])} in {time.time() - started:.0f}s")  # fmt: skip
-    per_channel = latents.transpose(0, 2).reshape(MOTION_CHANNELS, -1)
-    mean = [0.0, 0.0, float(per_channel[2].mean())]  # flow stays centred on "still"
-    spread = per_channel.sub(torch.tensor(mean, device=device)[:, None]).square().mean(1).sqrt()
-    # floors: flow 0.05 (0.4 px at scale 8), visibility 0.25 (its rare -1s stay within ~8)
-    scale = [max(floor, float(v)) for floor, v in zip((0.05, 0.05, 0.25), spread, strict=True)]
-    model = MotionTransformer(**cfg["model"]["motion"], latent_mean=mean, latent_scale=scale)
-    model.to(device)
+    if init is None:
+        per_channel = latents.transpose(0, 2).reshape(MOTION_CHANNELS, -1)
+        mean = [0.0, 0.0, float(per_channel[2].mean())]  # flow stays centred on "still"
+        spread = per_channel.sub(torch.tensor(mean, device=device)[:, None])
+        spread = spread.square().mean(1).sqrt()
+        # floors: flow 0.05 (0.4 px at scale 8), visibility 0.25 (its rare -1s stay within ~8)
+        floors = (0.05, 0.05, 0.25)
+        scale = [max(floor, float(v)) for floor, v in zip(floors, spread, strict=True)]
+        model = MotionTransformer(**cfg["model"]["motion"], latent_mean=mean, latent_scale=scale)
+    else:
+        model = init
+        mean, scale = list(init.config.latent_mean), list(init.config.latent_scale)
+        log("motion: starting from --init, with its latent mean and scale")
+    model.to(device).train()
     log(f"motion: latent mean {np.round(mean, 3).tolist()} scale {np.round(scale, 3).tolist()}")
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
@@ -550,6 +579,15 @@ def run(args: argparse.Namespace) -> None:
         cfg = load_config("motion", args.config, args.set)
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read the motion config: {type(exc).__name__}: {exc}") from None
+    init = None
+    if args.init is not None:
+        init = load_motion_pipeline(args.init)  # one-line error if it is not one
+        cfg["model"] = {
+            "flow": public_config(init.flow_autoencoder),
+            "motion": public_config(init.motion_transformer, "latent_mean", "latent_scale"),
+        }
+    elif cfg["train"].get("freeze_flow"):
+        raise InputError("train.freeze_flow needs --init (the flow autoencoder to keep)")
     encoder = load_identity_encoder(args.identity)
     check_config(cfg, encoder.config.dim)
     device, log = start_run(args, cfg["train"]["seed"])
@@ -567,8 +605,12 @@ def run(args: argparse.Namespace) -> None:
     log(f"loaded {len(data)} train and {len(held)} held-out clips of {data.frames.shape[1]} "
         f"frames onto {device}")  # fmt: skip
     # 2. stage A, 3. stage B
-    flow, flow_record = train_flow(cfg, data, held, device, log)
-    pipe, motion_record = train_motion(cfg, flow, data, held, embeddings, device, log)
+    if init is not None:
+        log(f"starting from {args.init}")
+    flow_init = None if init is None else init.flow_autoencoder
+    motion_init = None if init is None else init.motion_transformer
+    flow, flow_record = train_flow(cfg, data, held, device, log, flow_init)
+    pipe, motion_record = train_motion(cfg, flow, data, held, embeddings, device, log, motion_init)
     # 4. write
     pipe.to("cpu")
     pipe.flow_autoencoder.half()  # float16 on disk; load_motion_pipeline casts back to float32
@@ -582,6 +624,7 @@ def run(args: argparse.Namespace) -> None:
             "held_out": {"folder": str(folders["held_out"]), "clips": len(held)},
         },
         "config": cfg,
+        "init": None if args.init is None else str(args.init),
         "commit": commit(),
         "seconds": round(log.seconds(), 1),
         "device": where,
