@@ -97,7 +97,7 @@ def generate_uncached(
     held, planned = 0, []
 
     # one buffer for every step, emptied each time: every key and value is recomputed
-    most = prefix.shape[1] + specs.shape[1] * (1 + k)
+    most = model.positions(inputs["cast"].shape[1], specs.shape[1])
     cache = model.new_cache(len(prefix), most, prefix)
 
     def last_hidden(parts: list[torch.Tensor]) -> torch.Tensor:
@@ -223,7 +223,7 @@ def main() -> None:
             lambda inputs=inputs: [None for _ in model.stream(**inputs, temperature=0.0)]
         )
         lengths = model.generate(**inputs, temperature=0.0).cache_lengths
-        capacity = 1 + inputs["cast"].shape[1] + c.window * (1 + c.token_count)
+        capacity = model.positions(inputs["cast"].shape[1], c.window)
         result = args.batch * shots * c.token_count * c.token_dim * 4  # planned tokens, float32
         report["memory"][shots] = {
             "peak_bytes": peak,

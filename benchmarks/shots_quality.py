@@ -63,6 +63,7 @@ from reelsmith.renderer.shots import ShotRequest
 from reelsmith.world.dataset import random_brief
 from reelsmith.world.identity import Identity, cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
+from reelsmith.world.train import to_pixels
 
 FPS = 8
 RESOLUTION = 64
@@ -163,8 +164,7 @@ def fcd(judges: Judges, shots: list[np.ndarray], truth: list[np.ndarray]) -> flo
 def autoencoded(flow, video: np.ndarray, device: str) -> np.ndarray:
     """Every frame of a (T, r, r, 3) uint8 shot through the flow autoencoder: encoded against
     the shot's first frame (its keyframe) and decoded."""
-    x = torch.from_numpy(np.ascontiguousarray(video)).to(device).permute(0, 3, 1, 2)
-    x = x.float() / 127.5 - 1
+    x = to_pixels(torch.from_numpy(np.ascontiguousarray(video)).to(device))
     decoded = flow(x[:1].expand_as(x), x)[0].clamp(-1, 1)
     return ((decoded + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 

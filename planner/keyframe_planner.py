@@ -379,8 +379,8 @@ class KeyframePlanner(nn.Module):
         c = self.config
         t, k = tokens.shape[1:3]
         p = 1 + cast.shape[1]
-        if p + t * (1 + k) > c.max_positions:
-            raise ValueError(f"{t} shots need {p + t * (1 + k)} positions > {c.max_positions}")
+        if (needed := self.positions(cast.shape[1], t)) > c.max_positions:
+            raise ValueError(f"{t} shots need {needed} positions > {c.max_positions}")
         train = self.training
         tmp = (c.token_mask_prob if token_mask_prob is None else token_mask_prob) * train
         idp = (c.identity_drop_prob if identity_drop_prob is None else identity_drop_prob) * train
@@ -513,7 +513,8 @@ class KeyframePlanner(nn.Module):
         if isinstance(generator, Sequence) and len(generator) != len(style):
             raise ValueError(f"{len(generator)} generators given for {len(style)} movies")
         k = self.config.token_count
-        if 1 + cast.shape[1] + window * (1 + k) > self.config.max_positions:
+        capacity = self.positions(cast.shape[1], window)  # the largest context it holds
+        if capacity > self.config.max_positions:
             raise ValueError(
                 f"window {window} does not fit max_positions {self.config.max_positions}"
             )
@@ -523,7 +524,7 @@ class KeyframePlanner(nn.Module):
         prefix = self.embed_prefix(style, identities)  # (B, P, H)
         t_all = specs.shape[1]
         finished: deque[torch.Tensor] = deque(maxlen=window - 1)  # (B, 1+K, H) per shot
-        cache = self.new_cache(len(style), prefix.shape[1] + window * (1 + k), prefix)
+        cache = self.new_cache(len(style), capacity, prefix)
         cached_shots = 0
         # 3. plan shot after shot
         for t in range(t_all):
@@ -575,6 +576,11 @@ class KeyframePlanner(nn.Module):
             planned[:, n] = tokens
             lengths += shot_lengths
         return PlanOutput(tokens=planned, cache_lengths=lengths)
+
+    def positions(self, cast_size: int, shots: int) -> int:
+        """Sequence positions of a context of the style, a cast of `cast_size` and `shots`
+        whole shots (a spec and K tokens each): with `shots` the window, `stream`'s cache."""
+        return 1 + cast_size + shots * (1 + self.config.token_count)
 
     def stride_for(self, window: int) -> int:
         """The default stride of a window: the config's for its own window, else half."""

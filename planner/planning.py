@@ -391,7 +391,7 @@ def plan_tokens(
     c = planner.config
     w = c.window if window is None else window
     for (_, cast_size), members in groups.items():
-        positions = 1 + cast_size + w * (1 + c.token_count)
+        positions = planner.positions(cast_size, w)
         if positions > c.max_positions:
             raise InputError(
                 f"a window of {w} shots with a cast of {cast_size} needs {positions} positions, "
