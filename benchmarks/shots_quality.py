@@ -11,12 +11,15 @@ offline writer + the world renderer, 64 x 64 at 8 fps, every frame of every shot
    `--motion DIR` for another `save_pretrained` folder) from its GROUND-TRUTH keyframe, with
    each character's identity embedding as training saw it (the shipped identity encoder on the
    identity's canonical portrait), its camera move and blocking;
-2. four sets of shots are scored side by side with `evaluation.metrics.score_movie` (per
+2. the sets of shots are scored side by side with `evaluation.metrics.score_movie` (per
    movie, then the shot-weighted mean over movies): the ground truth itself, ours, and
-   "repeat the keyframe" (every frame = the keyframe); and "autoencoded": every true frame
+   "repeat the keyframe" (every frame = the keyframe); "autoencoded": every true frame
    encoded against its keyframe and decoded by the shot model's own flow autoencoder, the
-   best any motion latents it samples could do (its ceiling). The reference portraits passed
-   to it are the canonical portraits, so `identity_consistency_cross` is against them;
+   best any motion latents it samples could do (its ceiling); and where the pipeline has a
+   segmenter, "ours_unlayered": our very motion latents decoded by warping the keyframe as
+   one image instead of moving each character as a rigid layer (the layering's ablation).
+   The reference portraits passed to it are the canonical portraits, so
+   `identity_consistency_cross` is against them;
 3. `identity_accuracy_frames`: over every (frame, character listed in the shot) pair, the
    fraction where the frame judge finds the character's identity in that frame (stricter
    than `identity_accuracy`, which needs 20% of a shot's frames);
@@ -161,12 +164,14 @@ def fcd(judges: Judges, shots: list[np.ndarray], truth: list[np.ndarray]) -> flo
 
 
 @torch.no_grad()
-def autoencoded(flow, video: np.ndarray, device: str) -> np.ndarray:
-    """Every frame of a (T, r, r, 3) uint8 shot through the flow autoencoder: encoded against
-    the shot's first frame (its keyframe) and decoded."""
+def autoencoded(pipe, video: np.ndarray, device: str) -> np.ndarray:
+    """Every frame of a (T, r, r, 3) uint8 shot through the shot model's flow autoencoder:
+    encoded against the shot's first frame (its keyframe) and decoded as the pipeline decodes
+    (layered where it has a segmenter)."""
     x = to_pixels(torch.from_numpy(np.ascontiguousarray(video)).to(device))
-    decoded = flow(x[:1].expand_as(x), x)[0].clamp(-1, 1)
-    return ((decoded + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    latents = pipe.flow_autoencoder.encode(x[:1].expand_as(x), x)
+    decoded = pipe.decode_latents(x[:1], latents[None])[0]  # (T, 3, r, r) in [0, 1]
+    return (decoded * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 # -- the long-shot test ---------------------------------------------------------------------
@@ -294,16 +299,21 @@ def main() -> None:
         "ours": [[next(drawn) for _ in movie] for movie in requests],
         "repeat_keyframe": [[np.repeat(f[:1], len(f), 0) for f in m["truth"]] for m in movies],
         "autoencoded": [
-            [autoencoded(renderer.pipe.flow_autoencoder, f, args.device) for f in m["truth"]]
+            [autoencoded(renderer.pipe, f, args.device) for f in m["truth"]]
             for m in movies
         ],
     }
     report["render_seconds"] = round(time.time() - t0, 1)
+    if renderer.pipe.segmenter is not None:  # the same latents, the keyframe warped whole
+        renderer.layered = False
+        drawn = iter(renderer.render(flat))
+        shots["ours_unlayered"] = [[next(drawn) for _ in movie] for movie in requests]
+        renderer.layered = True
 
     # 3. scores side by side; Fréchet clip distance pooled over all shots
     truth = [f for movie in shots["truth"] for f in movie]
     report["scores"] = {}
-    for name in SETS:
+    for name in shots:
         row = score_set(judges, movies, shots[name], portraits)
         if name != "truth":
             row["frechet_clip_distance"] = fcd(judges, [f for m in shots[name] for f in m], truth)

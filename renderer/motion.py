@@ -169,6 +169,16 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         visibility = torch.sigmoid(self.config.visibility_bound * up[:, 2:])
         return warped, visibility
 
+    def sources(self, latent: torch.Tensor, size: int) -> torch.Tensor:
+        """Where each output pixel comes from: (B, 2, size, size) keyframe pixel coordinates
+        (x, y; pixel centres at integers) at `size`, as `warp` samples them."""
+        up = F.interpolate(latent, size=(size, size), mode="bilinear", align_corners=False)
+        flow = up[:, :2] * (self.config.flow_scale * size / self.config.resolution)
+        ys, xs = torch.meshgrid(
+            *(torch.arange(size, device=latent.device, dtype=latent.dtype),) * 2, indexing="ij"
+        )
+        return flow + torch.stack([xs, ys])  # (B, 2, size, size)
+
     def decode(self, keyframe: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """(B, 3, r, r) keyframe + (B, 3, g, g) latent -> the frame (B, 3, r, r), unclamped."""
         return self.decode_parts(keyframe, latent)[0]
@@ -178,13 +188,20 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`decode`, with the moved keyframe and the visibility (B, 1, r, r) it was blended by."""
         warped, visible = self.warp(keyframe, latent)
+        return self.blend(keyframe, warped, visible), warped, visible
+
+    def blend(
+        self, keyframe: torch.Tensor, warped: torch.Tensor, visible: torch.Tensor
+    ) -> torch.Tensor:
+        """The frame: the moved keyframe (B, 3, r, r) where visible (B, 1, r, r), elsewhere
+        what the decoder fills in from [moved keyframe, visibility, keyframe]."""
         x0 = self.decoder_in(torch.cat([warped, visible, keyframe], 1))
         x1 = self.decoder_down[0](x0)
         x = self.decoder_mid(self.decoder_down[1](x1))
         x = self.decoder_up[0](torch.cat([upsample(x), x1], 1))
         x = self.decoder_up[1](torch.cat([upsample(x), x0], 1))
         fill = self.decoder_out(x)
-        return visible * warped + (1 - visible) * fill, warped, visible
+        return visible * warped + (1 - visible) * fill
 
     def forward(
         self, keyframe: torch.Tensor, frame: torch.Tensor

@@ -5,7 +5,9 @@ Components (models in `renderer/motion.py`):
 - `flow_autoencoder` (`FlowAutoencoder`): motion latent -> frame, by warping the keyframe;
 - `motion_transformer` (`MotionTransformer`): a DiT that denoises a clip's motion latents,
   v-prediction;
-- `scheduler`: any diffusers scheduler (`DPMSolverMultistepScheduler` ships).
+- `scheduler`: any diffusers scheduler (`DPMSolverMultistepScheduler` ships);
+- `segmenter` (`CharacterSegmenter`, optional): the keyframe's characters, so that each moves
+  as one rigid layer (`renderer/layered.py`) instead of bending with a smooth flow.
 
 Every frame of a clip is the keyframe moved by its own latent, all latents relative to the
 keyframe, so a shot of any length shows the keyframe's characters as they are in it. Guidance
@@ -37,6 +39,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
 from reelsmith.planner.keyframe_spec import ACTIONS, CAMERAS, TRAITS
+from reelsmith.renderer.layered import decode_layered
 from reelsmith.renderer.loading import load_quietly
 from reelsmith.renderer.motion import (
     PRESETS,
@@ -45,6 +48,7 @@ from reelsmith.renderer.motion import (
     MotionTransformer,
     phase_features,
 )
+from reelsmith.renderer.segmenter import CharacterSegmenter
 from reelsmith.renderer.shots import (
     Progress,
     ShotRequest,
@@ -85,16 +89,22 @@ class MotionPipelineOutput(BaseOutput):
 
 class MotionPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "motion_transformer->flow_autoencoder"
+    _optional_components = ["segmenter"]
     _callback_tensor_inputs = ["latents"]
 
     def __init__(
-        self, flow_autoencoder: FlowAutoencoder, motion_transformer: MotionTransformer, scheduler
+        self,
+        flow_autoencoder: FlowAutoencoder,
+        motion_transformer: MotionTransformer,
+        scheduler,
+        segmenter: CharacterSegmenter | None = None,
     ) -> None:
         super().__init__()
         self.register_modules(
             flow_autoencoder=flow_autoencoder,
             motion_transformer=motion_transformer,
             scheduler=scheduler,
+            segmenter=segmenter,
         )
 
     # -- shapes ---------------------------------------------------------------------------
@@ -270,6 +280,7 @@ class MotionPipeline(DiffusionPipeline):
         shot_frames: Sequence[int] | None = None,
         num_inference_steps: int = DEFAULT_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE,
+        layered: bool = True,
         generator: torch.Generator | list[torch.Generator] | None = None,
         latents: torch.Tensor | None = None,
         output_type: str = "np",
@@ -294,6 +305,9 @@ class MotionPipeline(DiffusionPipeline):
             shot_frames: Per clip the frames in its whole shot (default `native_frames`).
             num_inference_steps: Denoising steps.
             guidance_scale: Guidance over the motion condition (1.0: one branch).
+            layered: Decode with each character moved as one rigid layer
+                (`renderer/layered.py`) where the pipeline has a segmenter; False warps the
+                keyframe as one image.
             generator: A torch.Generator (or one per clip) for determinism.
             latents: Initial noise (B, T, 3, g, g); drawn from `generator` when None.
             output_type: "np" (uint8 (B, T, r, r, 3)) or "pt" (float (B, T, 3, r, r) in [0, 1]).
@@ -346,7 +360,7 @@ class MotionPipeline(DiffusionPipeline):
 
         # 5. decode: each frame is the keyframe moved by its latent
         motion = self.motion_transformer.unscale_latents(latents)
-        frames = self.decode_latents(pixels, motion)
+        frames = self.decode_latents(pixels, motion, layered)
         self.maybe_free_model_hooks()
         if output_type == "np":
             frames = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
@@ -389,13 +403,21 @@ class MotionPipeline(DiffusionPipeline):
                 progress.update()
         return latents
 
-    def decode_latents(self, pixels: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
+    def decode_latents(
+        self, pixels: torch.Tensor, motion: torch.Tensor, layered: bool = True
+    ) -> torch.Tensor:
         """Keyframes (B, 3, r, r) in [-1, 1] + motion (B, T, 3, g, g) -> frames (B, T, 3, r, r)
-        in [0, 1]."""
+        in [0, 1]; layered (where there is a segmenter): each character moved rigidly."""
         b, t = motion.shape[:2]
         flow = self.flow_autoencoder
-        keyframes = pixels[:, None].expand(b, t, *pixels.shape[1:]).flatten(0, 1)
-        frames = flow.decode(keyframes.to(flow.dtype), motion.flatten(0, 1).to(flow.dtype))
+        keyframes = pixels[:, None].expand(b, t, *pixels.shape[1:]).flatten(0, 1).to(flow.dtype)
+        latents = motion.flatten(0, 1).to(flow.dtype)
+        if layered and self.segmenter is not None:
+            labels = self.segmenter.segment(pixels.to(self.segmenter.dtype))  # (B, r, r)
+            labels = labels[:, None].expand(b, t, *labels.shape[1:]).flatten(0, 1)
+            frames = decode_layered(flow, keyframes, latents, labels)
+        else:
+            frames = flow.decode(keyframes, latents)
         return ((frames.float().clamp(-1, 1) + 1) / 2).view(b, t, *frames.shape[1:])
 
 
@@ -462,6 +484,7 @@ class MotionShotRenderer:
         pipe: A loaded `MotionPipeline`.
         steps: Denoising steps per clip.
         guidance_scale: Guidance over the motion condition (1.0: one branch).
+        layered: Move each character as one rigid layer where the pipeline has a segmenter.
         batch_size: The most clips per pipeline call.
         name: The backend's name in logs and errors.
     """
@@ -472,6 +495,7 @@ class MotionShotRenderer:
         *,
         steps: int = DEFAULT_STEPS,
         guidance_scale: float = DEFAULT_GUIDANCE,
+        layered: bool = True,
         batch_size: int = 8,
         name: str = "motion",
     ) -> None:
@@ -481,6 +505,7 @@ class MotionShotRenderer:
             raise ValueError(f"batch_size {batch_size} must be at least 1")
         self.pipe = pipe
         self.steps, self.guidance_scale, self.batch_size = steps, guidance_scale, batch_size
+        self.layered = layered
         self.name = name
         self.native_frames = pipe.native_frames
         self.fps = pipe.fps
@@ -558,5 +583,6 @@ class MotionShotRenderer:
             shot_frames=[s.frames for s in shots],
             num_inference_steps=self.steps,
             guidance_scale=self.guidance_scale,
+            layered=self.layered,
             generator=[torch.Generator().manual_seed(clip_seed(int(s.seed), k)) for s in shots],
         )

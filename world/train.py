@@ -475,7 +475,9 @@ def commit() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a built-in reelsmith model.")
-    parser.add_argument("model", choices=("identity", "keyframes", "planner", "shots", "motion"))
+    parser.add_argument(
+        "model", choices=("identity", "keyframes", "planner", "shots", "motion", "segmenter")
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("/tmp/reelsmith-data"))
     parser.add_argument("--config", type=Path)
@@ -483,7 +485,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--identity", type=Path, help="identity encoder (keyframes, planner)")
     parser.add_argument("--tokenizer", type=Path, help="planner: keyframe pipeline folder")
     parser.add_argument(
-        "--init", type=Path, help="keyframes, motion: start from this pipeline folder"
+        "--init",
+        type=Path,
+        help="keyframes, motion: start from this pipeline folder; segmenter: add it to this "
+        "motion pipeline",
     )
     parser.add_argument("--workers", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -494,6 +499,10 @@ def main(argv: list[str] | None = None) -> None:
         return run(args)
     if args.model == "motion":  # its own data and loops: world/train_motion.py
         from reelsmith.world.train_motion import run
+
+        return run(args)
+    if args.model == "segmenter":  # its own data and loop: world/train_segmenter.py
+        from reelsmith.world.train_segmenter import run
 
         return run(args)
     if args.model == "shots":  # its own data and loop: world/train_shots.py
