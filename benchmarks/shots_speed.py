@@ -9,7 +9,9 @@ keyframe by `MotionShotRenderer` (the shipped model by default), the whole produ
 conditions, sampling loop, flow decode, retime.
 
 - CPU (batch 1): seconds of compute per second of video, at torch's thread count
-  (`--threads` to set it; say OMP_NUM_THREADS=1 for one core).
+  (`--threads` to set it; say OMP_NUM_THREADS=1 for one core). Where the pipeline has a
+  segmenter, batch 1 is measured again with layered decoding off, in the same run
+  (`layered_time_ratio`: layered time over flat time).
 - CUDA: shots/s at batch 1 and for every power-of-two batch up to `--max-batch` (shots drawn
   together, `batch_size` = that many clips per pipeline call), the best of them; the model
   FLOPs of one shot (`torch.utils.flop_counter.FlopCounterMode`: matmuls, convolutions and
@@ -143,6 +145,15 @@ def main() -> None:
         "shots_per_second": round(one, 3),
         "seconds_per_video_second": round(1 / (one * args.seconds), 4),
     }
+    if renderer.pipe.segmenter is not None:  # the same shots decoded flat, side by side
+        renderer.layered = False
+        flat = shots_per_second(renderer, request, 1, args.device, args.min_seconds)
+        renderer.layered = True
+        report["batch_1_unlayered"] = {
+            "shots_per_second": round(flat, 3),
+            "seconds_per_video_second": round(1 / (flat * args.seconds), 4),
+        }
+        report["layered_time_ratio"] = round(flat / one, 3)
     if cuda:
         sweep, batch = {}, 1
         while batch <= args.max_batch:

@@ -60,35 +60,32 @@ def inpaint(images: torch.Tensor, holes: torch.Tensor, iterations: int = 64) -> 
     return x
 
 
-def zoom(sources: torch.Tensor, hits: torch.Tensor) -> float:
-    """The scale a of the similarity transform that carries keyframe pixels s to the frame
-    pixels q showing them, by least squares over `hits` (the background's pixels: the camera's
-    zoom, which every character shares), within `SCALE_RANGE`; 1 with under `MIN_FIT` hits.
+def masked_mean(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean of values (..., 2, P) over the pixels P where weights (..., P) are 1."""
+    return (values * weights[..., None, :]).sum(-1) / weights.sum(-1).clamp(min=1)[..., None]
+
+
+def zoom(sources: torch.Tensor, grid: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """Per frame, the scale a of the similarity transform that carries keyframe pixels s to
+    the frame pixels q showing them, by least squares over the background's pixels (the
+    camera's zoom, which every character shares), within `SCALE_RANGE`; 1 where under
+    `MIN_FIT` background pixels show.
 
     Args:
-        sources: (2, H, W) keyframe coordinates of every frame pixel (`FlowAutoencoder.sources`).
-        hits: (H, W) bool.
+        sources: (N, 2, P) keyframe coordinates of every frame pixel (`FlowAutoencoder.sources`).
+        grid: (2, P) every frame pixel's own coordinates.
+        background: (N, P) bool: the frame pixels that show the keyframe's background.
+
+    Returns:
+        (N,) scales.
     """
-    ys, xs = torch.nonzero(hits, as_tuple=True)
-    if len(ys) < MIN_FIT:
-        return 1.0
-    q = torch.stack([xs, ys]).to(sources.dtype)  # (2, n)
-    s = sources[:, ys, xs]
-    dq, ds = q - q.mean(1, keepdim=True), s - s.mean(1, keepdim=True)
-    spread = (ds**2).sum()
-    return float(((dq * ds).sum() / spread).clamp(*SCALE_RANGE)) if spread > 0 else 1.0
-
-
-def translation(
-    sources: torch.Tensor, hits: torch.Tensor, centre: torch.Tensor, a: float
-) -> torch.Tensor:
-    """The translation d (2,) of q = centre + a (s - centre) + d that carries a character's
-    keyframe pixels s to the frame pixels q that show them (`hits`): the median over them,
-    robust to the pixels a smooth flow smears across the character's outline."""
-    ys, xs = torch.nonzero(hits, as_tuple=True)
-    q = torch.stack([xs, ys]).to(sources.dtype)  # (2, n)
-    s = sources[:, ys, xs]
-    return (q - centre[:, None] - a * (s - centre[:, None])).median(1).values
+    w = background.to(sources.dtype)
+    dq = grid[None] - masked_mean(grid[None].expand_as(sources), w)[..., None]  # (N, 2, P)
+    ds = sources - masked_mean(sources, w)[..., None]
+    spread = (w[:, None] * ds**2).sum((1, 2))
+    fit = (w[:, None] * dq * ds).sum((1, 2)) / spread.clamp(min=1e-12)
+    ok = (w.sum(1) >= MIN_FIT) & (spread > 0)
+    return torch.where(ok, fit.clamp(*SCALE_RANGE), torch.ones_like(fit))
 
 
 def decode_layered(
@@ -114,49 +111,54 @@ def decode_layered(
     n, _, r, _ = keyframes.shape
     if labels.shape != (n, r, r):
         raise ValueError(f"labels of shape {tuple(labels.shape)} should be {(n, r, r)}")
-    sources = flow.sources(latents.to(keyframes.dtype), r)  # (N, 2, r, r)
+    device, dtype = labels.device, keyframes.dtype
+    p = r * r
+    # coordinates in float32 whatever the models run in (bfloat16 cannot tell pixel 63 from 64)
+    sources = flow.sources(latents.float(), r).flatten(2)  # (N, 2, P) keyframe (x, y)
     nearest = sources.round().long()
-    inside = ((nearest >= 0) & (nearest < r)).all(1)  # (N, r, r)
-    nearest = nearest.clamp(0, r - 1)
-    frame_idx = torch.arange(n, device=labels.device)[:, None, None]
+    inside = ((nearest >= 0) & (nearest < r)).all(1)  # (N, P)
+    at = nearest[:, 1].clamp(0, r - 1) * r + nearest[:, 0].clamp(0, r - 1)  # (N, P) flat index
     fg = labels > 0
     # a character's core: its pixels away from the background (the flow is most its own there)
-    core = torch.where(F.max_pool2d((~fg)[:, None].float(), 3, 1, 1)[:, 0] > 0, 0, labels)
-
-    def at_sources(label_map: torch.Tensor) -> torch.Tensor:  # (N, r, r): label under each source
-        found = label_map[frame_idx, nearest[:, 1], nearest[:, 0]]
-        return torch.where(inside, found, torch.zeros_like(found))
-
-    from_label, from_core = at_sources(labels), at_sources(core)
+    core = torch.where(F.max_pool2d((~fg)[:, None].to(dtype), 3, 1, 1)[:, 0] > 0, 0, labels)
+    from_label = torch.where(inside, labels.flatten(1).gather(1, at), 0)  # (N, P)
+    from_core = torch.where(inside, core.flatten(1).gather(1, at), 0)
 
     # 1. the background: characters painted out (and a pixel around them), moved and filled
-    holes = F.max_pool2d(fg[:, None].float(), 3, 1, 1) > 0  # (N, 1, r, r)
-    warped, visible = flow.warp(inpaint(keyframes, holes), latents.to(keyframes.dtype))
-    frames = flow.blend(keyframes, warped, visible)
+    holes = F.max_pool2d(fg[:, None].to(dtype), 3, 1, 1) > 0  # (N, 1, r, r)
+    warped, visible = flow.warp(inpaint(keyframes, holes), latents.to(dtype))
+    frames = flow.blend(keyframes, warped, visible).flatten(2)  # (N, 3, P)
 
-    # 2. the characters, back to front (a lower bottom edge is nearer the camera)
-    ys, xs = torch.meshgrid(*(torch.arange(r, device=labels.device),) * 2, indexing="ij")
-    grid = torch.stack([xs, ys]).to(keyframes.dtype)  # (2, r, r)
-    for i in range(n):
-        a = zoom(sources[i], inside[i] & (from_label[i] == 0))
-        ids = [int(k) for k in labels[i].unique() if k > 0]
-        bottoms = {k: int(ys[labels[i] == k].max()) for k in ids}
-        for k in sorted(ids, key=lambda k: (bottoms[k], k)):
-            hits = from_core[i] == k
-            if int(hits.sum()) < MIN_HITS:
-                hits = from_label[i] == k
-            if int(hits.sum()) < MIN_HITS:
-                continue  # moved out of frame (or hidden): not drawn
-            mask = labels[i] == k
-            centre = grid[:, mask].mean(1)  # (2,)
-            d = translation(sources[i], hits, centre, a)
-            # every frame pixel's keyframe pixel under the inverse transform (+ the wobble)
-            src = centre[:, None, None] + (grid - centre[:, None, None] - d[:, None, None]) / a
-            if wobble > 0:
-                src = src + (sources[i] - src).clamp(-wobble, wobble)
-            src = src.round().long()
-            ok = ((src >= 0) & (src < r)).all(0)
-            src = src.clamp(0, r - 1)
-            show = ok & mask[src[1], src[0]]
-            frames[i][:, show] = keyframes[i][:, src[1][show], src[0][show]]
-    return frames
+    # 2. every character k = 1..K of every frame at once: (N, K, ...)
+    ks = torch.arange(1, int(labels.max()) + 1, device=device)  # (K,)
+    if len(ks) == 0:
+        return frames.view_as(keyframes)
+    ys, xs = torch.meshgrid(*(torch.arange(r, device=device),) * 2, indexing="ij")
+    grid = torch.stack([xs, ys]).float().flatten(1)  # (2, P)
+    mask = labels.flatten(1)[:, None] == ks[:, None]  # (N, K, P)
+    centre = masked_mean(grid[None, None].expand(n, len(ks), 2, p), mask.float())  # (N, K, 2)
+    bottom = torch.where(mask, grid[1], -1).amax(-1)  # (N, K) lowest row: nearer the camera
+    hits = from_core[:, None] == ks[:, None]  # (N, K, P)
+    few = hits.sum(-1, keepdim=True) < MIN_HITS
+    hits = torch.where(few, from_label[:, None] == ks[:, None], hits)
+    drawn = hits.sum(-1) >= MIN_HITS  # (N, K): else moved out of frame (or hidden)
+    a = zoom(sources, grid, inside & (from_label == 0))[:, None, None, None]  # (N, 1, 1, 1)
+    # translation: the median over hits of q - c - a (s - c) (robust to the smear at edges)
+    c = centre[..., None]  # (N, K, 2, 1)
+    moves = grid - c - a * (sources[:, None] - c)  # (N, K, 2, P)
+    d = torch.where(hits[:, :, None], moves, torch.nan).nanmedian(-1).values[..., None]
+    # every frame pixel's keyframe pixel under each character's inverse transform (+ wobble)
+    src = c + (grid - c - d) / a  # (N, K, 2, P)
+    if wobble > 0:
+        src = src + (sources[:, None] - src).clamp(-wobble, wobble)
+    src = src.round().long()
+    ok = ((src >= 0) & (src < r)).all(2)  # (N, K, P)
+    flat = src[:, :, 1].clamp(0, r - 1) * r + src[:, :, 0].clamp(0, r - 1)
+    show = ok & mask.gather(2, flat) & drawn[..., None]
+    # back to front: where characters overlap the nearest one (then the higher label) wins
+    rank = torch.where(show, (bottom * (len(ks) + 1) + ks)[..., None], -1)  # (N, K, P)
+    front = rank.argmax(1, keepdim=True)  # (N, 1, P)
+    pick = flat.gather(1, front)[:, 0]  # (N, P) keyframe pixel of the front character
+    pasted = keyframes.flatten(2).gather(2, pick[:, None].expand(n, 3, p))
+    frames = torch.where(show.any(1)[:, None], pasted, frames)
+    return frames.view_as(keyframes)
