@@ -299,8 +299,7 @@ def main() -> None:
         "ours": [[next(drawn) for _ in movie] for movie in requests],
         "repeat_keyframe": [[np.repeat(f[:1], len(f), 0) for f in m["truth"]] for m in movies],
         "autoencoded": [
-            [autoencoded(renderer.pipe, f, args.device) for f in m["truth"]]
-            for m in movies
+            [autoencoded(renderer.pipe, f, args.device) for f in m["truth"]] for m in movies
         ],
     }
     report["render_seconds"] = round(time.time() - t0, 1)

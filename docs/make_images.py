@@ -1,17 +1,23 @@
-"""Draw the pictures in the README: a storyworld contact sheet, a sample clip, a cast sheet.
+"""Draw the pictures in the README: a storyworld contact sheet, a sample clip, a cast sheet;
+with `--run DIR` (a finished `reelsmith make` run: the README's main job), its storyboard and
+a strip of eight frames of its first shot.
 
-python docs/make_images.py
+python docs/make_images.py [--run movie]
 """
 
 from __future__ import annotations
 
+import argparse
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
+from reelsmith.renderer.video import read_mp4
 from reelsmith.world.export import cast_sheet, contact_sheet, save_png
 from reelsmith.world.render import WorldConfig, WorldRenderer
 
@@ -28,7 +34,24 @@ PROMPTS = [
 ]
 
 
+def run_images(run: Path) -> None:
+    """storyboard.png and frames.png (eight frames of the first shot, side by side) of a run."""
+    screenplay = Screenplay.model_validate_json((run / "screenplay.json").read_text("utf-8"))
+    first = next(shot for _, shot in screenplay.shots())
+    frames, _ = read_mp4(run / "shots" / f"{first.id}.mp4")
+    picks = np.linspace(0, len(frames) - 1, 8).round().astype(int)
+    strip = Image.fromarray(np.concatenate([frames[i] for i in picks], 1))
+    strip.save(OUT / "frames.png")
+    shutil.copyfile(run / "storyboard.png", OUT / "storyboard.png")
+    print(f"wrote {OUT}: storyboard.png, frames.png (shot {first.id}, {len(frames)} frames)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", type=Path, help="a finished run: its storyboard and frames")
+    args = parser.parse_args()
+    if args.run is not None:
+        return run_images(args.run)
     renderer = WorldRenderer(WorldConfig(resolution=64))
     frames = []
     for seed, prompt in enumerate(PROMPTS):

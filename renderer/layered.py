@@ -44,7 +44,6 @@ def inpaint(images: torch.Tensor, holes: torch.Tensor, iterations: int = 64) -> 
     """
     known = (~holes).to(images.dtype)
     x = images * known
-    c = images.shape[1]
     wide = torch.ones(1, 1, 1, 5, dtype=images.dtype, device=images.device)
     square = torch.ones(1, 1, 3, 3, dtype=images.dtype, device=images.device)
     for i in range(iterations):

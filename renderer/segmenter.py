@@ -39,22 +39,21 @@ class CharacterSegmenter(ModelMixin, ConfigMixin):
             raise ValueError(f"depth must be at least 1, got {depth}")
         chans = [width << k for k in range(depth + 1)]
         self.stem = nn.Sequential(conv_block(3, chans[0]), conv_block(chans[0], chans[0]))
-        self.down = nn.ModuleList(
-            nn.Sequential(conv_block(chans[k], chans[k + 1], 2), conv_block(chans[k + 1], chans[k + 1]))
+        c = chans
+        self.down = nn.ModuleList(  # r / 2^(k+1), width c[k+1]
+            nn.Sequential(conv_block(c[k], c[k + 1], 2), conv_block(c[k + 1], c[k + 1]))
             for k in range(depth)
         )
-        self.up = nn.ModuleList(
-            nn.Sequential(conv_block(chans[k + 1] + chans[k], chans[k]), conv_block(chans[k], chans[k]))
+        self.up = nn.ModuleList(  # back up, each with the skip of its scale
+            nn.Sequential(conv_block(c[k + 1] + c[k], c[k]), conv_block(c[k], c[k]))
             for k in reversed(range(depth))
         )
         self.head = nn.Conv2d(chans[0], CLASSES, 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        size = images.shape[-1]
-        if size % (1 << self.config.depth):
-            raise ValueError(
-                f"images of {size} pixels: the segmenter needs a multiple of {1 << self.config.depth}"
-            )
+        size, step = images.shape[-1], 1 << self.config.depth
+        if size % step:
+            raise ValueError(f"images of {size} pixels: the segmenter needs a multiple of {step}")
         x = self.stem(images)
         skips = []
         for down in self.down:

@@ -466,6 +466,21 @@ def test_init_continues_a_saved_pipeline_and_freeze_flow_keeps_its_autoencoder(t
     assert any(not torch.equal(third[k], kept[k]) for k in kept)
 
 
+def test_init_keeps_the_pipelines_segmenter(tmp_path):
+    from reelsmith.renderer.segmenter import CharacterSegmenter
+
+    assert train(tmp_path).returncode == 0
+    first = load_motion_pipeline(tmp_path / "out")
+    first.register_modules(segmenter=CharacterSegmenter(width=4, depth=2))
+    first.save_pretrained(tmp_path / "with_segmenter")
+    done = train(tmp_path, out="again", init=tmp_path / "with_segmenter")
+    assert done.returncode == 0, done.stderr
+    again = load_motion_pipeline(tmp_path / "again")
+    assert isinstance(again.segmenter, CharacterSegmenter)
+    for a, b in zip(again.segmenter.parameters(), first.segmenter.parameters(), strict=True):
+        torch.testing.assert_close(a, b.half().float())
+
+
 def test_init_that_is_not_a_pipeline_is_one_line(tmp_path):
     done = train(tmp_path, init=tmp_path / "nowhere")
     assert done.returncode != 0 and "Traceback" not in done.stderr

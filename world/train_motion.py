@@ -35,7 +35,8 @@ forward runs under bf16 autocast (the flow autoencoder stays in float32, TF32 ma
    of a lent GPU): its two models' sizes replace the config's `model`, both stages start from
    its weights, and the transformer keeps its `latent_mean` / `latent_scale`. With
    `train.freeze_flow` the flow autoencoder is kept as it is (stage A is skipped), so the
-   latents the transformer learned stay what they were.
+   latents the transformer learned stay what they were. Its `segmenter`, if it has one, is
+   written unchanged with the new models.
 6. Output: a `MotionPipeline.save_pretrained` folder in float16 (loaded as float32, on the
    CPU), `train_log.json` and `train.log`, as for the other models of `world/train.py`.
 """
@@ -611,8 +612,10 @@ def run(args: argparse.Namespace) -> None:
     motion_init = None if init is None else init.motion_transformer
     flow, flow_record = train_flow(cfg, data, held, device, log, flow_init)
     pipe, motion_record = train_motion(cfg, flow, data, held, embeddings, device, log, motion_init)
-    # 4. write
+    # 4. write (with --init's segmenter, if it has one: it does not depend on the motion)
     pipe.to("cpu")
+    if init is not None and init.segmenter is not None:
+        pipe.register_modules(segmenter=init.segmenter.half())
     pipe.flow_autoencoder.half()  # float16 on disk; load_motion_pipeline casts back to float32
     pipe.motion_transformer.half()
     pipe.save_pretrained(args.out)
