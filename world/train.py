@@ -16,6 +16,9 @@ the same data; on a GPU the training itself is only as deterministic as its kern
   diffusion autoencoder, with each condition dropped at random for classifier-free guidance, and
   portraits of all identities mixed in. Identity conditions are the trained identity encoder's
   embeddings of the identities' portraits.
+- planner, motion, shots, segmenter: their own data and loops, in `world/train_planner.py`,
+  `world/train_motion.py`, `world/train_shots.py` and `world/train_segmenter.py` (the shot
+  model's `CharacterSegmenter`; `--init` adds it to a motion pipeline).
 """
 
 from __future__ import annotations
