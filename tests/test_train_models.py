@@ -175,3 +175,25 @@ def test_datasets_that_hold_other_items_get_their_own_folders(tmp_path):
     # the same items stored in other shards: the same folder (`build` refuses the mismatch)
     resharded = dataclasses.replace(base, shard_size=4)
     assert train.data_folder(tmp_path, resharded) == train.data_folder(tmp_path, base)
+
+
+def test_character_weight_weighs_the_characters_pixels_up(trained, tmp_path):
+    """The same run, seed and data with the characters' pixels counted 4x: the same model at
+    the first step, so only the weighting changes its loss."""
+    out = tmp_path / "weighted"
+    run(
+        "keyframes",
+        out,
+        trained["data"],
+        [*TINY_DATA, *TINY_KEYFRAMES, "train.character_weight=4.0"],
+        "--identity",
+        str(trained["identity"]),
+    )
+    plain = read_log(trained["keyframes"])["losses"]
+    weighted = read_log(out)["losses"]
+    assert weighted[0] != pytest.approx(plain[0], rel=1e-4)
+    folder = next(trained["data"].glob("keyframes-64-*"))
+    data = train.load_keyframes(folder, slots=4)
+    assert data["characters"].dtype == torch.bool
+    assert data["characters"].shape == data["images"].shape[:3]
+    assert 0 < data["characters"].float().mean() < 0.5

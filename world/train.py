@@ -95,12 +95,13 @@ def record_spec(record: dict) -> KeyframeSpec:
 
 def load_keyframes(folder: Path, slots: int) -> dict:
     """A keyframes dataset as arrays: images, spec indices, identity per slot, objects."""
-    images, specs, slot_ids, objects = [], [], [], []
+    images, masks, specs, slot_ids, objects = [], [], [], [], []
     for n, item in enumerate(read(folder)):
         r = item["record"]
         spec = record_spec(r)
         ids = [r["identities"][c] for c in r["shot"]["characters"]]
         images.append(item["images"])
+        masks.append(item["masks"] > 0)
         specs.append(spec_indices(spec, slots))
         slot_ids.append((ids + [-1] * slots)[:slots])
         for v in r["labels"]["frames"][0]:
@@ -108,6 +109,7 @@ def load_keyframes(folder: Path, slots: int) -> dict:
                 objects.append([n, *v["box"], Identity(**v["identity"]).index])
     return {
         "images": torch.from_numpy(np.stack(images)),
+        "characters": torch.from_numpy(np.stack(masks)),  # (N, r, r) bool: a character's pixel
         "spec": torch.stack(specs),
         "identity": torch.tensor(slot_ids),
         "objects": torch.tensor(objects, dtype=torch.float32),
@@ -273,6 +275,15 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
             f"resolution is {resolution}; set data.*.resolution to match"
         )
     images = torch.cat([data["images"], portraits(resolution)]).to(device)
+    # loss weight per pixel: characters (and a pixel around them) count `character_weight`
+    # times the background, so the small figures' stripes and spots get the model's attention
+    # (portraits: all 1, they are all character)
+    character_weight = t.get("character_weight", 1.0)
+    weights = None
+    if character_weight != 1.0:
+        near = F.max_pool2d(data["characters"][:, None].float(), 3, 1, 1)[:, 0]
+        near = torch.cat([near, torch.zeros(1080, resolution, resolution)])
+        weights = (1 + (character_weight - 1) * near).to(device)  # (N, r, r)
     spec = torch.cat([data["spec"], portrait_specs(slots)]).to(device)
     ident = torch.cat(
         [
@@ -346,7 +357,11 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
                 log(f"keyframes: torch.compile failed ({type(exc).__name__}); running eagerly")
                 forward = parts["transformer"]
                 pred = forward(xt, added_cond_kwargs=added, return_dict=False, **kwargs)[0]
-        loss = F.mse_loss(pred.float(), v)
+        if weights is None:
+            loss = F.mse_loss(pred.float(), v)
+        else:  # the weighted mean: the same scale as the plain one
+            w = weights[idx][:, None]
+            loss = (w * (pred.float() - v) ** 2).mean() / w.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, t["clip_grad"])
