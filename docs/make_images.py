@@ -41,7 +41,7 @@ def run_images(run: Path) -> None:
     frames, _ = read_mp4(run / "shots" / f"{first.id}.mp4")
     picks = np.linspace(0, len(frames) - 1, 8).round().astype(int)
     strip = Image.fromarray(np.concatenate([frames[i] for i in picks], 1))
-    strip.save(OUT / "frames.png")
+    strip.resize((strip.width * 2, strip.height * 2), Image.NEAREST).save(OUT / "frames.png")
     shutil.copyfile(run / "storyboard.png", OUT / "storyboard.png")
     print(f"wrote {OUT}: storyboard.png, frames.png (shot {first.id}, {len(frames)} frames)")
 
