@@ -7,7 +7,9 @@ smear into the background, and sampled flows bend it further. Layered decoding k
 latent as the description of *where things go* and draws each frame from layers instead:
 
 1. the background: the keyframe with its characters painted out (`inpaint`), moved by the
-   flow and blended with the autoencoder's fill as before;
+   flow of the background alone (within `NEAR` pixels of where a character is or was, the
+   smooth flow carries the character's motion too and would drag the background along, so
+   there it is painted in from the flow around) and blended with the autoencoder's fill;
 2. each character (an instance of `CharacterSegmenter.segment`) is pasted back to front with
    one similarity transform per frame, nearest pixel, so its stripes, spots and outline stay
    exactly the keyframe's: its scale is the camera's zoom (fitted over the background's
@@ -29,6 +31,7 @@ MIN_HITS = 3  # a character is drawn when at least this many frame pixels come f
 MIN_FIT = 8  # the camera's zoom is fitted when at least this many background pixels show
 SCALE_RANGE = (0.8, 1.25)  # per frame, the zoom against the keyframe is at most this
 DEFAULT_WOBBLE = 0.5  # pixels
+NEAR = 4  # pixels around a character (one latent cell) where the background's flow is painted in
 
 
 def inpaint(images: torch.Tensor, holes: torch.Tensor, iterations: int = 64) -> torch.Tensor:
@@ -123,17 +126,11 @@ def decode_layered(
     from_label = torch.where(inside, labels.flatten(1).gather(1, at), 0)  # (N, P)
     from_core = torch.where(inside, core.flatten(1).gather(1, at), 0)
 
-    # 1. the background: characters painted out (and a pixel around them), moved and filled
-    holes = F.max_pool2d(fg[:, None].to(dtype), 3, 1, 1) > 0  # (N, 1, r, r)
-    warped, visible = flow.warp(inpaint(keyframes, holes), latents.to(dtype))
-    frames = flow.blend(keyframes, warped, visible).flatten(2)  # (N, 3, P)
-
-    # 2. every character k = 1..K of every frame at once: (N, K, ...)
-    ks = torch.arange(1, int(labels.max()) + 1, device=device)  # (K,)
-    if len(ks) == 0:
-        return frames.view_as(keyframes)
     ys, xs = torch.meshgrid(*(torch.arange(r, device=device),) * 2, indexing="ij")
     grid = torch.stack([xs, ys]).float().flatten(1)  # (2, P)
+    ks = torch.arange(1, int(labels.max()) + 1, device=device)  # (K,)
+    # 2. every character k = 1..K of every frame at once: (N, K, ...), drawn over the
+    # background (step 1, which needs to know where they are)
     mask = labels.flatten(1)[:, None] == ks[:, None]  # (N, K, P)
     centre = masked_mean(grid[None, None].expand(n, len(ks), 2, p), mask.float())  # (N, K, 2)
     bottom = torch.where(mask, grid[1], -1).amax(-1)  # (N, K) lowest row: nearer the camera
@@ -154,6 +151,19 @@ def decode_layered(
     ok = ((src >= 0) & (src < r)).all(2)  # (N, K, P)
     flat = src[:, :, 1].clamp(0, r - 1) * r + src[:, :, 0].clamp(0, r - 1)
     show = ok & mask.gather(2, flat) & drawn[..., None]
+
+    # 1. the background: the keyframe with its characters painted out, moved by the flow of
+    # the background alone (around where characters are and were, the smooth flow carries
+    # their motion too and would drag the background with them: painted in from around)
+    holes = F.max_pool2d(fg[:, None].to(dtype), 3, 1, 1) > 0  # (N, 1, r, r)
+    near = (show.any(1).view(n, 1, r, r) | fg[:, None]).float()
+    near = F.max_pool2d(near, 2 * NEAR + 1, 1, NEAR) > 0  # (N, 1, r, r)
+    flows = inpaint((sources - grid).view(n, 2, r, r), near)  # (N, 2, r, r) pixels
+    warped, visible = flow.warp(inpaint(keyframes, holes), latents.to(dtype), flows.to(dtype))
+    visible = torch.where(near, 1.0, visible)  # the painted-in background is there to show
+    frames = flow.blend(keyframes, warped, visible).flatten(2)  # (N, 3, P)
+    if len(ks) == 0:
+        return frames.view_as(keyframes)
     # back to front: where characters overlap the nearest one (then the higher label) wins
     rank = torch.where(show, (bottom * (len(ks) + 1) + ks)[..., None], -1)  # (N, K, P)
     front = rank.argmax(1, keepdim=True)  # (N, 1, P)

@@ -135,12 +135,16 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         raw = self.encoder_out(x)  # (B, 3, g, g)
         return torch.cat([raw[:, :2], torch.tanh(raw[:, 2:])], 1)
 
-    def warp(self, image: torch.Tensor, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def warp(
+        self, image: torch.Tensor, latent: torch.Tensor, flow: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The image moved by the latent's flow, and the visibility, both at the image's size.
 
         Args:
             image: (B, C, H, W), any size: the flow is in pixels at `resolution`, scaled.
             latent: (B, 3, g, g) motion latent.
+            flow: (B, 2, H, W) backward flow in pixels at the image's size, to move the image
+                by instead of the latent's (whose visibility is still the one returned).
 
         Returns:
             warped (B, C, H, W) and visibility (B, 1, H, W) in (0, 1).
@@ -150,7 +154,12 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
             latent.to(image.dtype), size=(h, w), mode="bilinear", align_corners=False
         )
         # pixels at `resolution` -> grid_sample's units (the frame spans [-1, 1])
-        flow = up[:, :2].permute(0, 2, 3, 1) * (2 * self.config.flow_scale / self.config.resolution)
+        if flow is None:
+            flow = up[:, :2].permute(0, 2, 3, 1) * (
+                2 * self.config.flow_scale / self.config.resolution
+            )
+        else:
+            flow = flow.permute(0, 2, 3, 1) * flow.new_tensor([2 / w, 2 / h])
         ys = (torch.arange(h, device=image.device, dtype=image.dtype) * 2 + 1) / h - 1
         xs = (torch.arange(w, device=image.device, dtype=image.dtype) * 2 + 1) / w - 1
         base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)

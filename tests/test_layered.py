@@ -139,8 +139,11 @@ def test_wobble_bounds_how_far_a_pixel_leaves_its_rigid_place(flow):
     rigid = decode_layered(flow, image, latent, labels, wobble=0.0)
     wobbly = decode_layered(flow, image, latent, labels, wobble=1.0)
     assert not torch.equal(rigid, wobbly)
-    changed = (rigid != wobbly).any(1)[0]
-    assert changed[:, :6].sum() == 0 and changed[:, 16:].sum() == 0  # near the character only
+    change = (rigid - wobbly).abs().amax(1)[0]  # (R, R)
+    # the character's pixels move; far from it only the autoencoder's fill (blended in at
+    # the 2% the latent leaves invisible) sees anything else
+    assert change[12:20, 4:15].max() > 0.5
+    assert change[:, 20:].max() < 0.05 and change[:, :2].max() < 0.05
 
 
 def test_labels_of_another_shape_are_refused(flow):
