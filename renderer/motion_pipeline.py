@@ -65,9 +65,11 @@ DEFAULT_STEPS = 10
 # guidance over the motion condition: more moves more. Decoded flat, more also bent characters
 # out of shape (frame-by-frame identity 0.758 / 0.745 / 0.732 at 1.0 / 1.25 / 1.5); decoded in
 # layers it hardly costs identity. On 256 held-out shots (benchmarks/shots_quality.py --count 32
-# --shots 8 --long 0 --guidance G), layered, 1.25 / 1.5 / 2.0 / 2.5 give dynamic degree 0.84x /
-# 0.88x / 0.94x / 1.01x the truth's, frame-by-frame identity 0.954 / 0.951 / 0.950 / 0.945 and
-# Fréchet clip distance 161 / 146 / 134 / 146
+# --shots 8 --long 0 --guidance G), layered (before the background got its own flow, which
+# takes dynamic degree from 0.94x to 0.89x at 2.0 and the distance from 134 to 128),
+# 1.25 / 1.5 / 2.0 / 2.5 give dynamic degree 0.84x / 0.88x / 0.94x / 1.01x the truth's,
+# frame-by-frame identity 0.954 / 0.951 / 0.950 / 0.945 and Fréchet clip distance 161 / 146 /
+# 134 / 146
 DEFAULT_GUIDANCE = 2.0
 SCHEDULER = {
     "num_train_timesteps": 1000,
