@@ -198,7 +198,7 @@ class ChatServer(ThreadingHTTPServer):
 
     Args:
         backend: Answers each chat-completion request.
-        model_name: The one model `/v1/models` lists.
+        model_name: The one model `/v1/models` lists (None: it lists none).
         api_key: If set, requests need `Authorization: Bearer <api_key>`; a wrong key is
             echoed back in the 401 body, as some servers do.
         reject_response_format: Answer 400 to any request with `response_format`, as servers
@@ -213,7 +213,7 @@ class ChatServer(ThreadingHTTPServer):
         self,
         backend: Backend,
         *,
-        model_name: str = "tiny-screenwriter",
+        model_name: str | None = "tiny-screenwriter",
         api_key: str | None = None,
         reject_response_format: bool = False,
         log_path: Path | None = None,
@@ -266,8 +266,9 @@ class _ChatHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path.rstrip("/") != "/v1/models":
             return self._send(404, {"error": {"message": f"no route {self.path}"}})
-        model = {"id": self.server.model_name, "object": "model", "created": 0, "owned_by": "test"}
-        self._send(200, {"object": "list", "data": [model]})
+        name = self.server.model_name
+        model = {"id": name, "object": "model", "created": 0, "owned_by": "test"}
+        self._send(200, {"object": "list", "data": [model] if name is not None else []})
 
     def do_POST(self) -> None:
         if self.path.rstrip("/") != "/v1/chat/completions":
