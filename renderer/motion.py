@@ -153,13 +153,10 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         up = F.interpolate(
             latent.to(image.dtype), size=(h, w), mode="bilinear", align_corners=False
         )
-        # pixels at `resolution` -> grid_sample's units (the frame spans [-1, 1])
         if flow is None:
-            flow = up[:, :2].permute(0, 2, 3, 1) * (
-                2 * self.config.flow_scale / self.config.resolution
-            )
-        else:
-            flow = flow.permute(0, 2, 3, 1) * flow.new_tensor([2 / w, 2 / h])
+            flow = self.flow_pixels(up)
+        # pixels -> grid_sample's units (the frame spans [-1, 1])
+        flow = flow.permute(0, 2, 3, 1) * flow.new_tensor([2 / w, 2 / h])
         ys = (torch.arange(h, device=image.device, dtype=image.dtype) * 2 + 1) / h - 1
         xs = (torch.arange(w, device=image.device, dtype=image.dtype) * 2 + 1) / w - 1
         base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
@@ -178,15 +175,23 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         visibility = torch.sigmoid(self.config.visibility_bound * up[:, 2:])
         return warped, visibility
 
+    def flow_pixels(self, up: torch.Tensor) -> torch.Tensor:
+        """A latent upsampled to (B, 3, H, W) -> its backward flow (B, 2, H, W) in pixels at
+        that size (the latent's is in units of `flow_scale` pixels at `resolution`)."""
+        h, w = up.shape[-2:]
+        scale = up.new_tensor([w, h]).view(1, 2, 1, 1) * (
+            self.config.flow_scale / self.config.resolution
+        )
+        return up[:, :2] * scale
+
     def sources(self, latent: torch.Tensor, size: int) -> torch.Tensor:
         """Where each output pixel comes from: (B, 2, size, size) keyframe pixel coordinates
         (x, y; pixel centres at integers) at `size`, as `warp` samples them."""
         up = F.interpolate(latent, size=(size, size), mode="bilinear", align_corners=False)
-        flow = up[:, :2] * (self.config.flow_scale * size / self.config.resolution)
         ys, xs = torch.meshgrid(
             *(torch.arange(size, device=latent.device, dtype=latent.dtype),) * 2, indexing="ij"
         )
-        return flow + torch.stack([xs, ys])  # (B, 2, size, size)
+        return self.flow_pixels(up) + torch.stack([xs, ys])  # (B, 2, size, size)
 
     def decode(self, keyframe: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """(B, 3, r, r) keyframe + (B, 3, g, g) latent -> the frame (B, 3, r, r), unclamped."""
