@@ -549,6 +549,9 @@ def _seed_global_generators() -> None:
     random.seed(0)
     np.random.seed(0)
     if "torch" in sys.modules:  # imported lazily: the commands that run models call this again
+        from reelsmith.numerics import settle
+
+        settle()
         sys.modules["torch"].manual_seed(0)
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reelsmith.memory.identity import crop_boxes
+from reelsmith.numerics import settle
 from reelsmith.planner import vocabulary
 from reelsmith.planner.screenplay import CameraMove, ShotSize, TimeOfDay
 from reelsmith.world.identity import ACCESSORIES, COLOURS, PATTERNS, SHAPES, Identity
@@ -228,6 +229,7 @@ def load_judge(name: str, folder: Path = WEIGHTS) -> nn.Module:
     path = folder / f"{name}.safetensors"
     if not path.is_file():
         raise InputError(f"{path}: the {name} judge's weights are missing")
+    settle()
     model = JUDGES[name]()
     state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     model.load_state_dict(state)

@@ -22,6 +22,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from reelsmith.numerics import settle
+
 ENCODER = "reelsmith-identity-v1"
 WEIGHTS = Path(__file__).parent / "weights" / "identity"
 
@@ -100,4 +102,5 @@ def load_identity_encoder(path: str | Path | None = None) -> IdentityEncoder:
     folder = Path(path) if path is not None else WEIGHTS
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: no identity encoder there (config.json is missing)")
+    settle()
     return IdentityEncoder.from_pretrained(folder, dtype=torch.float32).eval()

@@ -50,6 +50,7 @@ from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaModel
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
+from reelsmith.numerics import settle
 from reelsmith.planner.keyframe_spec import SCENE_FIELDS, SLOT_FIELDS, TRAITS
 
 WEIGHTS = Path(__file__).parent / "weights" / "planner"
@@ -622,4 +623,5 @@ def load_keyframe_planner(path: str | Path | None = None, device: str = "cpu") -
     missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (folder / n).is_file()]
     if missing:
         raise InputError(f"{folder}: no keyframe planner there ({', '.join(missing)} missing)")
+    settle()
     return KeyframePlanner.from_pretrained(folder).to(device)
