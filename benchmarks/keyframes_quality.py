@@ -1,6 +1,7 @@
 """How well the keyframe models keep identity, place, time and shot size, by the judges.
 
     python benchmarks/keyframes_quality.py [--count 512] [--seed 9000] [--device cuda]
+        [--steps N] [--scheduler [CLASS:]KEY=VALUE,...] [--reconstruction-guidance G ...]
 
 On held-out storyworld keyframes (a seed no model was trained on), through the product's path:
 
@@ -128,6 +129,32 @@ def score(judge, frames: np.ndarray, items: list[dict]) -> dict:
     }
 
 
+def scheduler_from(shipped, text: str):
+    """ "[CLASS:]KEY=VALUE,..." -> a diffusers scheduler built from `shipped`'s config with
+    those values (JSON, else strings) and, if named, another diffusers scheduler class."""
+    import json
+
+    import diffusers
+
+    if ":" in text:
+        name, pairs = text.split(":", 1)
+    else:
+        name, pairs = ("", text) if "=" in text else (text, "")
+    cls = getattr(diffusers, name.strip(), None) if name.strip() else type(shipped)
+    if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+        raise ValueError(f"{name.strip()!r} is not a diffusers scheduler (KEY=VALUE for a setting)")
+    overrides = {}
+    for part in filter(None, pairs.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"scheduler setting {part!r} should be KEY=VALUE")
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value.strip()
+    return cls.from_config(shipped.config, **overrides)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pipeline", type=Path, help="keyframe pipeline folder (shipped)")
@@ -145,6 +172,12 @@ def main() -> None:
     )
     parser.add_argument("--portrait-guidance", default="", help="e.g. spec=3")
     parser.add_argument(
+        "--scheduler",
+        default="",
+        help="the sampler: [CLASS:]KEY=VALUE,... over the shipped scheduler's config, e.g. "
+        "thresholding=true or UniPCMultistepScheduler:solver_order=3",
+    )
+    parser.add_argument(
         "--skip-no-tokens", action="store_true", help="only portraits + reconstruction"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -153,6 +186,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     pipe = load_keyframe_pipeline(args.pipeline, args.device)
+    if args.scheduler:
+        pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     encoder = load_identity_encoder(args.identity).to(args.device)
     judge = load_judge("frame").to(args.device)
     with tempfile.TemporaryDirectory() as tmp:
