@@ -35,6 +35,7 @@ from reelsmith.evaluation.judges import (
     save_judge,
     to_input,
 )
+from reelsmith.numerics import settle
 from reelsmith.planner.screenplay import Action
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity
@@ -320,6 +321,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="Multiply steps and data.")
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
+    settle()
     torch.manual_seed(0)
     args.out.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []

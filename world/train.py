@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from reelsmith.errors import InputError
 from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
+from reelsmith.numerics import settle
 from reelsmith.renderer.keyframe_pipeline import SCHEDULER, KeyframePipeline, make_pipeline
 from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec, spec_indices
 from reelsmith.world.dataset import DatasetSpec, build, read
@@ -446,7 +447,9 @@ class RunLog:
 
 
 def start_run(args: argparse.Namespace, seed: int) -> tuple[torch.device, RunLog]:
-    """The device (CUDA refused where torch sees none), TF32 on, torch seeded, --out made."""
+    """The device (CUDA refused where torch sees none), MKL settled (`reelsmith.numerics`),
+    TF32 on, torch seeded, --out made."""
+    settle()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {args.device}: torch sees no CUDA device here")
