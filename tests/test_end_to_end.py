@@ -4,10 +4,7 @@ real SQLite, real judges; one held-out screenplay of 3 shots."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,20 +15,10 @@ from reelsmith.agent.cache import Cache
 from reelsmith.agent.graph import Context, advance
 from reelsmith.agent.run import RunDir, RunInputs, RunOptions
 from reelsmith.evaluation.metrics import Judges
+from reelsmith.tests.benchmark_modules import load_benchmark
 
 pytestmark = pytest.mark.skipif(shipped_shot_model() is None, reason="no shot model shipped")
 SEED = 9100
-
-
-def load_benchmark():
-    path = Path(__file__).parents[1] / "benchmarks" / "end_to_end.py"
-    if str(path.parent) not in sys.path:  # it imports its sibling benchmarks, as when run
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("end_to_end", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["end_to_end"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +29,7 @@ def made():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        e2e = load_benchmark()
+        e2e = load_benchmark("end_to_end")
         screenplay = e2e.held_out(1, SEED, 3, 3)[0]
         models = Models(BackendChoice())
         cast = e2e.cast_movie(screenplay, models, SEED)

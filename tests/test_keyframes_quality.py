@@ -1,21 +1,9 @@
 """The keyframe benchmark's sampler option: the shipped scheduler's config, changed as asked."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
-
-def load_benchmark():
-    path = Path(__file__).parents[1] / "benchmarks" / "keyframes_quality.py"
-    if str(path.parent) not in sys.path:  # it imports its sibling benchmarks, as when run
-        sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location("keyframes_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from reelsmith.tests.benchmark_modules import load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +12,7 @@ def shipped():
 
 
 def test_settings_change_only_what_they_name(shipped):
-    scheduler_from = load_benchmark().scheduler_from
+    scheduler_from = load_benchmark("keyframes_quality").scheduler_from
     changed = scheduler_from(shipped, "thresholding=true,timestep_spacing=trailing")
     assert type(changed) is DPMSolverMultistepScheduler
     assert changed.config.thresholding is True
@@ -34,7 +22,7 @@ def test_settings_change_only_what_they_name(shipped):
 
 
 def test_another_class_keeps_the_shipped_config(shipped):
-    scheduler_from = load_benchmark().scheduler_from
+    scheduler_from = load_benchmark("keyframes_quality").scheduler_from
     unipc = scheduler_from(shipped, "UniPCMultistepScheduler:solver_order=3")
     assert type(unipc) is UniPCMultistepScheduler
     assert unipc.config.solver_order == 3
@@ -44,4 +32,4 @@ def test_another_class_keeps_the_shipped_config(shipped):
 
 def test_a_setting_without_a_value_is_refused(shipped):
     with pytest.raises(ValueError, match="'thresholding'"):
-        load_benchmark().scheduler_from(shipped, "thresholding")
+        load_benchmark("keyframes_quality").scheduler_from(shipped, "thresholding")
