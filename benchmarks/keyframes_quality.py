@@ -35,6 +35,7 @@ from reelsmith.evaluation.judges import judge_frames, load_judge
 from reelsmith.memory.identity import load_identity_encoder
 from reelsmith.renderer.keyframe_pipeline import (
     DEFAULT_STEPS,
+    PORTRAIT_GUIDANCE,
     load_keyframe_pipeline,
     parse_guidance,
 )
@@ -170,7 +171,9 @@ def main() -> None:
     parser.add_argument(
         "--no-token-guidance", action="append", default=None, help="e.g. spec=2,identity=2"
     )
-    parser.add_argument("--portrait-guidance", default="", help="e.g. spec=3")
+    parser.add_argument(
+        "--portrait-guidance", default="", help="e.g. spec=3 (default: casting's, spec=3)"
+    )
     parser.add_argument(
         "--scheduler",
         default="",
@@ -212,7 +215,7 @@ def main() -> None:
         None,
         None,
         list(range(len(cast))),
-        parse_guidance(args.portrait_guidance),
+        parse_guidance(args.portrait_guidance) or PORTRAIT_GUIDANCE,  # casting's, by default
         args.steps,
         args.batch,
     )
