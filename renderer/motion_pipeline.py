@@ -417,7 +417,7 @@ class MotionPipeline(DiffusionPipeline):
         keyframes = pixels[:, None].expand(b, t, *pixels.shape[1:]).flatten(0, 1).to(flow.dtype)
         latents = motion.flatten(0, 1).to(flow.dtype)
         if layered and self.segmenter is not None:
-            labels = self.segmenter.segment(pixels.to(self.segmenter.dtype))  # (B, r, r)
+            labels = self.segmenter.segment(pixels)  # (B, r, r)
             labels = labels[:, None].expand(b, t, *labels.shape[1:]).flatten(0, 1)
             frames = decode_layered(flow, keyframes, latents, labels)
         else:

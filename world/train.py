@@ -283,7 +283,7 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
     weights = None
     if character_weight != 1.0:
         near = F.max_pool2d(data["characters"][:, None].float(), 3, 1, 1)[:, 0]
-        near = torch.cat([near, torch.zeros(1080, resolution, resolution)])
+        near = F.pad(near, (0, 0, 0, 0, 0, len(images) - len(near)))  # portraits: 0
         weights = (1 + (character_weight - 1) * near).to(device)  # (N, r, r)
     spec = torch.cat([data["spec"], portrait_specs(slots)]).to(device)
     ident = torch.cat(

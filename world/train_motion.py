@@ -574,6 +574,17 @@ def _chunks(xt, steps_t, cond: MotionConditions, size: int = 64):
 # -- main ---------------------------------------------------------------------------------
 
 
+def save_pipeline_half(pipe: MotionPipeline, folder: Path) -> None:
+    """`save_pretrained` with every model component in float16 on disk (the pipeline is
+    moved to the CPU and halved; `load_motion_pipeline` casts back to float32)."""
+    pipe.to("cpu")
+    for name in ("flow_autoencoder", "motion_transformer", "segmenter"):
+        model = getattr(pipe, name, None)
+        if model is not None:
+            model.half()
+    pipe.save_pretrained(folder)
+
+
 def run(args: argparse.Namespace) -> None:
     """`python -m reelsmith.world.train motion`: build the data, train both stages, write OUT."""
     try:
@@ -613,12 +624,9 @@ def run(args: argparse.Namespace) -> None:
     flow, flow_record = train_flow(cfg, data, held, device, log, flow_init)
     pipe, motion_record = train_motion(cfg, flow, data, held, embeddings, device, log, motion_init)
     # 4. write (with --init's segmenter, if it has one: it does not depend on the motion)
-    pipe.to("cpu")
     if init is not None and init.segmenter is not None:
-        pipe.register_modules(segmenter=init.segmenter.half())
-    pipe.flow_autoencoder.half()  # float16 on disk; load_motion_pipeline casts back to float32
-    pipe.motion_transformer.half()
-    pipe.save_pretrained(args.out)
+        pipe.register_modules(segmenter=init.segmenter)
+    save_pipeline_half(pipe, args.out)
     record = {
         "flow": flow_record,
         "motion": motion_record,

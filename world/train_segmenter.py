@@ -41,6 +41,7 @@ from reelsmith.world.train import (
     start_run,
     to_pixels,
 )
+from reelsmith.world.train_motion import save_pipeline_half
 
 MIN_PIXELS = 12  # held-out characters smaller than this are not counted in instances_found
 
@@ -148,10 +149,8 @@ def run(args: argparse.Namespace) -> None:
         save_half(model, args.out)
         where = args.out
     else:
-        pipe.register_modules(segmenter=model.half())
-        pipe.flow_autoencoder.half()  # float16 on disk, as the motion trainer writes it
-        pipe.motion_transformer.half()
-        pipe.save_pretrained(args.out)
+        pipe.register_modules(segmenter=model)
+        save_pipeline_half(pipe, args.out)
         where = args.out / "segmenter"
     record = {
         "steps_run": step,
