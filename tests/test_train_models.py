@@ -178,14 +178,14 @@ def test_datasets_that_hold_other_items_get_their_own_folders(tmp_path):
 
 
 def test_character_weight_weighs_the_characters_pixels_up(trained, tmp_path):
-    """The same run, seed and data with the characters' pixels counted 4x: the same model at
-    the first step, so only the weighting changes its loss."""
+    """The same run, seed and data with the characters' pixels counted 4x (small figures more):
+    the same model at the first step, so only the weighting changes its loss."""
     out = tmp_path / "weighted"
     run(
         "keyframes",
         out,
         trained["data"],
-        [*TINY_DATA, *TINY_KEYFRAMES, "train.character_weight=4.0"],
+        [*TINY_DATA, *TINY_KEYFRAMES, "train.character_weight=4.0", "train.figure_pixels=400"],
         "--identity",
         str(trained["identity"]),
     )
@@ -194,6 +194,24 @@ def test_character_weight_weighs_the_characters_pixels_up(trained, tmp_path):
     assert weighted[0] != pytest.approx(plain[0], rel=1e-4)
     folder = next(trained["data"].glob("keyframes-64-*"))
     data = train.load_keyframes(folder, slots=4)
-    assert data["characters"].dtype == torch.bool
-    assert data["characters"].shape == data["images"].shape[:3]
-    assert 0 < data["characters"].float().mean() < 0.5
+    assert data["figures"].dtype == torch.uint8
+    assert data["figures"].shape == data["images"].shape[:3]
+    assert 0 < (data["figures"] > 0).float().mean() < 0.5
+    assert int(data["figures"].max()) <= 4  # 1 + slot
+
+
+def test_pixel_weights_count_small_figures_more():
+    """A 2x2 figure and a 4x4 one on a 16x16 frame: with figure_pixels=16 the small one's
+    pixels weigh 1 + 3 x 16/4 = 13, the large one's 4; one pixel around each weighs the same;
+    the rest 1. Without figure_pixels both weigh 4 (the plain character weight)."""
+    figures = torch.zeros(1, 16, 16, dtype=torch.uint8)
+    figures[0, 2:4, 2:4] = 1
+    figures[0, 8:12, 8:12] = 2
+    plain = train.pixel_weights(figures, 4.0)
+    small = train.pixel_weights(figures, 4.0, figure_pixels=16)
+    assert plain[0, 2, 2] == plain[0, 9, 9] == 4.0
+    assert small[0, 2, 2] == 13.0 and small[0, 9, 9] == 4.0
+    assert small[0, 1, 1] == 13.0 and small[0, 0, 0] == 1.0  # the ring around, then background
+    assert small[0, 12, 12] == 4.0 and small[0, 13, 13] == 1.0
+    capped = train.pixel_weights(figures, 4.0, figure_pixels=64)  # 64/4 = 16, capped at 4
+    assert capped[0, 2, 2] == 1 + 3 * 4.0 and capped[0, 9, 9] == 13.0

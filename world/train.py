@@ -102,7 +102,7 @@ def load_keyframes(folder: Path, slots: int) -> dict:
         spec = record_spec(r)
         ids = [r["identities"][c] for c in r["shot"]["characters"]]
         images.append(item["images"])
-        masks.append(item["masks"] > 0)
+        masks.append(item["masks"])
         specs.append(spec_indices(spec, slots))
         slot_ids.append((ids + [-1] * slots)[:slots])
         for v in r["labels"]["frames"][0]:
@@ -110,7 +110,7 @@ def load_keyframes(folder: Path, slots: int) -> dict:
                 objects.append([n, *v["box"], Identity(**v["identity"]).index])
     return {
         "images": torch.from_numpy(np.stack(images)),
-        "characters": torch.from_numpy(np.stack(masks)),  # (N, r, r) bool: a character's pixel
+        "figures": torch.from_numpy(np.stack(masks)),  # (N, r, r) uint8: 1 + slot, 0 background
         "spec": torch.stack(specs),
         "identity": torch.tensor(slot_ids),
         "objects": torch.tensor(objects, dtype=torch.float32),
@@ -129,6 +129,29 @@ def portrait_specs(slots: int) -> torch.Tensor:
             for i in all_identities()
         ]
     )
+
+
+def pixel_weights(
+    figures: torch.Tensor, character_weight: float, figure_pixels: int = 0, most: float = 4.0
+) -> torch.Tensor:
+    """The loss weight of every pixel of (N, r, r) figure labels (0 background, else 1 + slot).
+
+    A figure's pixels, and one pixel around them, weigh `character_weight`; with
+    `figure_pixels`, a figure of fewer pixels than that weighs 1 + (character_weight - 1) x
+    figure_pixels / its pixels, at most `most` times the plain figure weight above 1."""
+    out = torch.empty(figures.shape, dtype=torch.float32)
+    for start in range(0, len(figures), 4096):  # bounded memory over 200,000 keyframes
+        labels = figures[start : start + 4096].long()
+        n, r = labels.shape[0], labels.shape[-1]
+        scale = torch.ones(labels.shape)
+        if figure_pixels:
+            slots = int(labels.max()) + 1
+            key = torch.arange(n)[:, None, None] * slots + labels
+            area = torch.bincount(key.flatten(), minlength=n * slots)[key].float()
+            scale = (figure_pixels / area).clamp(1.0, most)
+        w = torch.where(labels > 0, 1 + (character_weight - 1) * scale, torch.ones(()))
+        out[start : start + n] = F.max_pool2d(w[:, None], 3, 1, 1)[:, 0].view(n, r, r)
+    return out
 
 
 # -- shared training bits ---------------------------------------------------------------
@@ -277,14 +300,15 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         )
     images = torch.cat([data["images"], portraits(resolution)]).to(device)
     # loss weight per pixel: characters (and a pixel around them) count `character_weight`
-    # times the background, so the small figures' stripes and spots get the model's attention
-    # (portraits: all 1, they are all character)
-    character_weight = t.get("character_weight", 1.0)
+    # times the background, so the small figures' stripes and spots get the model's attention;
+    # with `figure_pixels`, a figure smaller than that counts more again (portraits: all 1)
     weights = None
-    if character_weight != 1.0:
-        near = F.max_pool2d(data["characters"][:, None].float(), 3, 1, 1)[:, 0]
-        near = F.pad(near, (0, 0, 0, 0, 0, len(images) - len(near)))  # portraits: 0
-        weights = (1 + (character_weight - 1) * near).to(device)  # (N, r, r)
+    if t.get("character_weight", 1.0) != 1.0:
+        weights = pixel_weights(
+            data["figures"], t["character_weight"], t.get("figure_pixels", 0)
+        ).half()
+        weights = F.pad(weights, (0, 0, 0, 0, 0, len(images) - len(weights)), value=1.0)
+        weights = weights.to(device)  # (N, r, r)
     spec = torch.cat([data["spec"], portrait_specs(slots)]).to(device)
     ident = torch.cat(
         [
