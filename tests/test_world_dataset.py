@@ -71,8 +71,13 @@ def test_a_killed_build_resumes_and_keeps_finished_shards(tmp_path):
 
 def test_a_folder_with_another_dataset_is_refused(tmp_path):
     build(DatasetSpec("keyframes", 2, shard_size=2), tmp_path)
-    with pytest.raises(InputError, match="holds a different dataset"):
+    with pytest.raises(
+        InputError, match=r"different keyframes dataset: kind keyframes \(asked: clips\)"
+    ):
         build(DatasetSpec("clips", 2, shard_size=2), tmp_path)
+    # only the shards differ: the message names that, not the fields that agree
+    with pytest.raises(InputError, match=r"dataset: shard_size 2 \(asked: 1\); use another"):
+        build(DatasetSpec("keyframes", 2, shard_size=1), tmp_path)
 
 
 def test_corrupted_shard_is_named(tmp_path):

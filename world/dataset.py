@@ -328,11 +328,17 @@ def _load_or_start(out: Path, spec: DatasetSpec) -> dict:
     if not (out / MANIFEST).exists():
         return _save_manifest(out, spec, {})
     manifest = _read_manifest(out)
-    if manifest["spec"] != _spec_dict(spec):
+    wanted = _spec_dict(spec)
+    if manifest["spec"] != wanted:
+        held = manifest["spec"]
+        differ = ", ".join(
+            f"{k} {held.get(k)} (asked: {wanted.get(k)})"
+            for k in sorted(set(held) | set(wanted))
+            if held.get(k) != wanted.get(k)
+        )
         raise InputError(
-            f"{out / MANIFEST}: this folder holds a different dataset "
-            f"({manifest['spec']['kind']}, count {manifest['spec']['count']}, "
-            f"seed {manifest['spec']['seed']}); use another folder"
+            f"{out / MANIFEST}: this folder holds a different {held['kind']} dataset: "
+            f"{differ}; use another folder"
         )
     return manifest
 
