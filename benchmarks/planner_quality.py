@@ -55,7 +55,11 @@ from reelsmith.planner.keyframe_planner import load_keyframe_planner
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_many
 from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.keyframe_pipeline import DEFAULT_STEPS, parse_guidance
+from reelsmith.renderer.keyframe_pipeline import (
+    DEFAULT_STEPS,
+    load_keyframe_pipeline,
+    parse_guidance,
+)
 from reelsmith.renderer.keyframer import BuiltinKeyframer
 from reelsmith.world.dataset import DatasetSpec, build, random_brief, read
 from reelsmith.world.identity import Identity, cast_identities, named_traits
@@ -198,6 +202,7 @@ def draw(setting, screenplays, cast, blind, keyframer, planner, **kwargs) -> lis
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--planner", type=Path, help="planner folder (default: the shipped one)")
+    parser.add_argument("--pipeline", type=Path, help="keyframe pipeline folder (shipped)")
     parser.add_argument("--count", type=int, default=8, help="movies of the movies dataset")
     parser.add_argument("--max-shots", type=int, default=32, help="their longest")
     parser.add_argument("--long", type=int, default=1, help="long screenplays")
@@ -227,7 +232,8 @@ def main() -> None:
     needs_planner = set(settings) - {"no_planner"}
     planner = load_keyframe_planner(args.planner, args.device) if needs_planner else None
     guidance = parse_guidance(args.guidance) or None
-    keyframer = BuiltinKeyframer(steps=args.steps, guidance=guidance, device=args.device)
+    pipe = load_keyframe_pipeline(args.pipeline, device=args.device)
+    keyframer = BuiltinKeyframer(pipe, steps=args.steps, guidance=guidance, device=args.device)
     encoder = load_identity_encoder().to(args.device)
     judge = load_judge("frame").to(args.device)
 
@@ -247,6 +253,7 @@ def main() -> None:
     }
     report: dict = {
         "planner": str(args.planner or "shipped"),
+        "pipeline": str(args.pipeline or "shipped"),
         "seed": args.seed,
         "steps": args.steps,
         "temperature": args.temperature,

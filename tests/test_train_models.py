@@ -215,3 +215,25 @@ def test_pixel_weights_count_small_figures_more():
     assert small[0, 12, 12] == 4.0 and small[0, 13, 13] == 1.0
     capped = train.pixel_weights(figures, 4.0, figure_pixels=64)  # 64/4 = 16, capped at 4
     assert capped[0, 2, 2] == 1 + 3 * 4.0 and capped[0, 9, 9] == 13.0
+
+
+def test_a_run_records_whether_its_code_is_the_commit(tmp_path):
+    """A run's log names the commit, marked dirty when tracked files were changed after it
+    (untracked files, such as data and outputs, do not count)."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("a = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=r", "-c", "user.email=r@r", "commit", "-qm", "code")
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    (tmp_path / "out.json").write_text("{}")
+    assert train.commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert train.commit(tmp_path) == head + "-dirty"
+    assert train.commit(tmp_path / "nowhere") == "unknown"

@@ -503,19 +503,19 @@ def load_config(model: str, path: Path | None, overrides: list[str]) -> dict:
     return cfg
 
 
-def commit() -> str:
+def commit(here: Path = Path(__file__).parent) -> str:
+    """The checkout's commit, with "-dirty" when tracked files differ from it (the run's code is
+    then not that commit's)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=here).stdout
+
     try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).parent,
-            ).stdout.strip()
-            or "unknown"
-        )
+        head = git("rev-parse", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no").strip()
     except OSError:
         return "unknown"
+    return (head + "-dirty" * bool(dirty)) if head else "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:
