@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from keyframes_quality import MIN_PIXELS, score
+from keyframes_quality import MIN_PIXELS, scheduler_from, score
 from reporting import print_report
 
 from reelsmith.agent.references import ModelReferences
@@ -212,6 +212,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE)
     parser.add_argument("--batch", type=int, default=32, help="keyframes per decoder call")
     parser.add_argument("--guidance", default="", help="keyframe decoder's, e.g. spec=3,tokens=2")
+    parser.add_argument(
+        "--scheduler", default="", help="keyframe decoder's sampler: [CLASS:]KEY=VALUE,..."
+    )
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -233,6 +236,8 @@ def main() -> None:
     planner = load_keyframe_planner(args.planner, args.device) if needs_planner else None
     guidance = parse_guidance(args.guidance) or None
     pipe = load_keyframe_pipeline(args.pipeline, device=args.device)
+    if args.scheduler:
+        pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     keyframer = BuiltinKeyframer(pipe, steps=args.steps, guidance=guidance, device=args.device)
     encoder = load_identity_encoder().to(args.device)
     judge = load_judge("frame").to(args.device)
@@ -254,6 +259,7 @@ def main() -> None:
     report: dict = {
         "planner": str(args.planner or "shipped"),
         "pipeline": str(args.pipeline or "shipped"),
+        "scheduler": args.scheduler or "shipped",
         "seed": args.seed,
         "steps": args.steps,
         "temperature": args.temperature,
