@@ -96,13 +96,13 @@ def record_spec(record: dict) -> KeyframeSpec:
 
 def load_keyframes(folder: Path, slots: int) -> dict:
     """A keyframes dataset as arrays: images, spec indices, identity per slot, objects."""
-    images, masks, specs, slot_ids, objects = [], [], [], [], []
+    images, figures, specs, slot_ids, objects = [], [], [], [], []
     for n, item in enumerate(read(folder)):
         r = item["record"]
         spec = record_spec(r)
         ids = [r["identities"][c] for c in r["shot"]["characters"]]
         images.append(item["images"])
-        masks.append(item["masks"])
+        figures.append(item["masks"])
         specs.append(spec_indices(spec, slots))
         slot_ids.append((ids + [-1] * slots)[:slots])
         for v in r["labels"]["frames"][0]:
@@ -110,7 +110,7 @@ def load_keyframes(folder: Path, slots: int) -> dict:
                 objects.append([n, *v["box"], Identity(**v["identity"]).index])
     return {
         "images": torch.from_numpy(np.stack(images)),
-        "figures": torch.from_numpy(np.stack(masks)),  # (N, r, r) uint8: 1 + slot, 0 background
+        "figures": torch.from_numpy(np.stack(figures)),  # (N, r, r) uint8: 1 + slot, 0 background
         "spec": torch.stack(specs),
         "identity": torch.tensor(slot_ids),
         "objects": torch.tensor(objects, dtype=torch.float32),
@@ -142,7 +142,7 @@ def pixel_weights(
     out = torch.empty(figures.shape, dtype=torch.float32)
     for start in range(0, len(figures), 4096):  # bounded memory over 200,000 keyframes
         labels = figures[start : start + 4096].long()
-        n, r = labels.shape[0], labels.shape[-1]
+        n = len(labels)
         scale = torch.ones(labels.shape)
         if figure_pixels:
             slots = int(labels.max()) + 1
@@ -150,7 +150,7 @@ def pixel_weights(
             area = torch.bincount(key.flatten(), minlength=n * slots)[key].float()
             scale = (figure_pixels / area).clamp(1.0, most)
         w = torch.where(labels > 0, 1 + (character_weight - 1) * scale, torch.ones(()))
-        out[start : start + n] = F.max_pool2d(w[:, None], 3, 1, 1)[:, 0].view(n, r, r)
+        out[start : start + n] = F.max_pool2d(w[:, None], 3, 1, 1)[:, 0]
     return out
 
 
