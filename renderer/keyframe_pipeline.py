@@ -3,7 +3,8 @@
 Components:
 - `keyframe_encoder` (`KeyframeEncoder`): keyframe -> K tokens of width d (the tokenizer);
 - `condition_encoder` (`ConditionEncoder`): tokens + identities + spec -> condition sequence;
-- `transformer` (diffusers `PixArtTransformer2DModel`): a small pixel-space DiT, v-prediction;
+- `transformer` (diffusers `PixArtTransformer2DModel`, or `KeyframeTransformer`: the same with a
+  convolutional detail path on its output): a small pixel-space DiT, v-prediction;
 - `scheduler`: any diffusers scheduler (`DPMSolverMultistepScheduler` ships).
 
 Classifier-free guidance runs over each condition, nested: spec, then identities, then tokens.
@@ -39,6 +40,7 @@ from reelsmith.renderer.keyframes import (
     ConditionEncoder,
     KeyframeEncoder,
     KeyframeSpec,
+    KeyframeTransformer,
     spec_indices,
 )
 from reelsmith.renderer.loading import load_quietly
@@ -348,12 +350,16 @@ def make_pipeline(
     patch_size: int = 4,
     encoder_width: int = 64,
     condition_width: int = 128,
+    detail_width: int = 0,
 ) -> KeyframePipeline:
     """A freshly initialised pipeline of the given size (the training script's starting point,
-    and the tests' tiny models)."""
+    and the tests' tiny models). `detail_width` > 0 gives the transformer a detail path
+    (`KeyframeTransformer`); 0 keeps diffusers' plain `PixArtTransformer2DModel`."""
     from diffusers import DPMSolverMultistepScheduler
 
-    transformer = PixArtTransformer2DModel(
+    extra = {"detail_width": detail_width} if detail_width else {}
+    cls = KeyframeTransformer if detail_width else PixArtTransformer2DModel
+    transformer = cls(
         sample_size=resolution,
         in_channels=3,
         out_channels=3,
@@ -365,6 +371,7 @@ def make_pipeline(
         caption_channels=condition_width,
         norm_type="ada_norm_single",
         use_additional_conditions=False,
+        **extra,
     )
     return KeyframePipeline(
         keyframe_encoder=KeyframeEncoder(resolution, encoder_width, token_count, token_dim),

@@ -18,7 +18,11 @@ pattern; unknown where not named) and its action. A portrait is a spec with the 
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
+from diffusers import PixArtTransformer2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
@@ -147,3 +151,131 @@ class KeyframeEncoder(ModelMixin, ConfigMixin):
         q = self.queries[None].expand(len(pixels), -1, -1)
         z, _ = self.attend(q, f, f, need_weights=False)
         return self.norm(self.out(z))
+
+
+# -- the decoder's transformer with a detail path -------------------------------------------
+
+
+def unpatchify(x: torch.Tensor, patch: int, channels: int) -> torch.Tensor:
+    """(B, N, p*p*c) per-token patches -> (B, c, s*p, s*p) pixels, PixArt's own layout."""
+    b, n, _ = x.shape
+    s = math.isqrt(n)
+    x = x.reshape(b, s, s, patch, patch, channels)
+    return torch.einsum("nhwpqc->nchpwq", x).reshape(b, channels, s * patch, s * patch)
+
+
+def patchify(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The inverse of `unpatchify`: (B, c, s*p, s*p) -> (B, N, p*p*c)."""
+    b, c, h, _ = x.shape
+    s = h // patch
+    x = x.reshape(b, c, s, patch, s, patch)
+    return torch.einsum("nchpwq->nhwpqc", x).reshape(b, s * s, patch * patch * c)
+
+
+class DetailProjection(nn.Linear):
+    """PixArt's output projection (each token -> its own p x p patch, `weight` and `bias` as
+    before) plus a convolutional detail path: a 3x3 window of the token grid, drawn at full
+    resolution (pixel shuffle) and refined together with the projected patches by two 3x3
+    convolutions over pixels, then added. A token's pixels see the tokens beside it, so a
+    pattern crossing a patch border is drawn as one. The last convolution starts at zero: a
+    transformer trained without the path computes exactly what it did before."""
+
+    def __init__(self, inner: int, patch: int, channels: int, width: int) -> None:
+        super().__init__(inner, patch * patch * channels)
+        self.patch, self.channels = patch, channels
+        pixel_width = max(8, width // 4)
+        self.detail_in = nn.Conv2d(inner, width, 3, padding=1)
+        self.detail_up = nn.Conv2d(width, patch * patch * pixel_width, 1)
+        self.detail_mix = nn.Conv2d(pixel_width + channels, pixel_width, 3, padding=1)
+        self.detail_out = nn.Conv2d(pixel_width, channels, 3, padding=1)
+        nn.init.zeros_(self.detail_out.weight)
+        nn.init.zeros_(self.detail_out.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:  # (B, N, inner)
+        out = super().forward(hidden)
+        b, n, inner = hidden.shape
+        s = math.isqrt(n)
+        grid = hidden.transpose(1, 2).reshape(b, inner, s, s)
+        f = F.pixel_shuffle(self.detail_up(F.silu(self.detail_in(grid))), self.patch)
+        base = unpatchify(out, self.patch, self.channels)
+        d = self.detail_out(F.silu(self.detail_mix(torch.cat([F.silu(f), base], 1))))
+        return out + patchify(d, self.patch)
+
+
+class KeyframeTransformer(PixArtTransformer2DModel):
+    """`PixArtTransformer2DModel` whose output projection is a `DetailProjection` of
+    `detail_width` channels (0: plain PixArt). Every other weight keeps PixArt's name, so a
+    plain PixArt's state dict loads into it with only the detail path's weights new
+    (`with_detail`)."""
+
+    @register_to_config
+    def __init__(
+        self,
+        num_attention_heads: int = 16,
+        attention_head_dim: int = 72,
+        in_channels: int = 4,
+        out_channels: int | None = 8,
+        num_layers: int = 28,
+        dropout: float = 0.0,
+        norm_num_groups: int = 32,
+        cross_attention_dim: int | None = 1152,
+        attention_bias: bool = True,
+        sample_size: int = 128,
+        patch_size: int = 2,
+        activation_fn: str = "gelu-approximate",
+        num_embeds_ada_norm: int | None = 1000,
+        upcast_attention: bool = False,
+        norm_type: str = "ada_norm_single",
+        norm_elementwise_affine: bool = False,
+        norm_eps: float = 1e-6,
+        interpolation_scale: int | None = None,
+        use_additional_conditions: bool | None = None,
+        caption_channels: int | None = None,
+        attention_type: str | None = "default",
+        detail_width: int = 0,
+    ) -> None:
+        super().__init__(
+            num_attention_heads=num_attention_heads,
+            attention_head_dim=attention_head_dim,
+            in_channels=in_channels,
+            out_channels=out_channels,
+            num_layers=num_layers,
+            dropout=dropout,
+            norm_num_groups=norm_num_groups,
+            cross_attention_dim=cross_attention_dim,
+            attention_bias=attention_bias,
+            sample_size=sample_size,
+            patch_size=patch_size,
+            activation_fn=activation_fn,
+            num_embeds_ada_norm=num_embeds_ada_norm,
+            upcast_attention=upcast_attention,
+            norm_type=norm_type,
+            norm_elementwise_affine=norm_elementwise_affine,
+            norm_eps=norm_eps,
+            interpolation_scale=interpolation_scale,
+            use_additional_conditions=use_additional_conditions,
+            caption_channels=caption_channels,
+            attention_type=attention_type,
+        )
+        if detail_width:
+            self.proj_out = DetailProjection(
+                self.inner_dim, patch_size, self.out_channels, detail_width
+            )
+
+
+def with_detail(transformer: PixArtTransformer2DModel, width: int) -> KeyframeTransformer:
+    """`transformer` (float32) with a detail path of `width` channels added, computing exactly
+    what it did (the path's last layer is zero); a transformer that has one is returned as it
+    is."""
+    if transformer.dtype != torch.float32:
+        raise ValueError(f"a detail path is added in float32, not {transformer.dtype}")
+    if getattr(transformer.config, "detail_width", 0):
+        return transformer
+    config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
+    out = KeyframeTransformer(**config, detail_width=width)
+    missing, unexpected = out.load_state_dict(transformer.state_dict(), strict=False)
+    if unexpected or any(".detail_" not in k for k in missing):
+        raise ValueError(
+            f"transformer does not fit a detail path: missing {missing}, unexpected {unexpected}"
+        )
+    return out.to(transformer.device)  # float32, as `transformer` is in training

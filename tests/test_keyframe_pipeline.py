@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +30,11 @@ from reelsmith.renderer.keyframes import (
     ConditionEncoder,
     KeyframeEncoder,
     KeyframeSpec,
+    KeyframeTransformer,
+    patchify,
     spec_indices,
+    unpatchify,
+    with_detail,
 )
 from reelsmith.world.identity import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
@@ -129,6 +134,50 @@ def test_save_and_load_round_trip_is_bit_exact(pipe, tmp_path):
     assert np.array_equal(
         draw(loaded, [FOREST, BEACH], 3, **inputs), draw(pipe, [FOREST, BEACH], 3, **inputs)
     )
+
+
+def test_patchify_inverts_pixarts_unpatchify():
+    tokens = torch.randn(2, 16, 4 * 4 * 3)
+    pixels = unpatchify(tokens, 4, 3)
+    assert pixels.shape == (2, 3, 16, 16)
+    # PixArt's layout: token (row 1, column 2), pixel (3, 0) of its patch, channel 1
+    assert pixels[0, 1, 4 + 3, 8 + 0] == tokens[0, 1 * 4 + 2].view(4, 4, 3)[3, 0, 1]
+    assert torch.equal(patchify(pixels, 4), tokens)
+
+
+def test_a_detail_path_starts_as_the_plain_transformer_and_round_trips(pipe, tmp_path):
+    plain = pipe.transformer
+    detailed = with_detail(plain, 16)
+    assert isinstance(detailed, KeyframeTransformer) and detailed.config.detail_width == 16
+    assert with_detail(detailed, 32) is detailed
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([900, 10])
+    cond = torch.randn(2, pipe.condition_encoder.length, TINY["condition_width"])
+    added = {"resolution": None, "aspect_ratio": None}
+
+    def predict(model):
+        with torch.no_grad():
+            return model(x, cond, t, added, return_dict=False)[0]
+
+    assert torch.equal(predict(detailed), predict(plain))
+    with torch.no_grad():  # a trained path changes the prediction, locally
+        torch.nn.init.normal_(detailed.proj_out.detail_out.weight, std=0.1)
+    assert not torch.equal(predict(detailed), predict(plain))
+    with_path = KeyframePipeline(
+        pipe.keyframe_encoder, pipe.condition_encoder, detailed, pipe.scheduler
+    )
+    with_path.save_pretrained(tmp_path)
+    loaded = KeyframePipeline.from_pretrained(tmp_path)
+    assert type(loaded.transformer) is KeyframeTransformer
+    for key, value in detailed.state_dict().items():
+        assert torch.equal(loaded.transformer.state_dict()[key], value), key
+    inputs = conditions([FOREST])
+    with_path.set_progress_bar_config(disable=True)
+    loaded.set_progress_bar_config(disable=True)
+    assert np.array_equal(
+        draw(loaded, [FOREST], 3, **inputs), draw(with_path, [FOREST], 3, **inputs)
+    )
+    with pytest.raises(ValueError, match="float16"):
+        with_detail(copy.deepcopy(plain).to(torch.float16), 16)
 
 
 # -- 2. seeds ---------------------------------------------------------------------------

@@ -237,3 +237,27 @@ def test_a_run_records_whether_its_code_is_the_commit(tmp_path):
     (tmp_path / "code.py").write_text("a = 2\n")
     assert train.commit(tmp_path) == head + "-dirty"
     assert train.commit(tmp_path / "nowhere") == "unknown"
+
+
+def test_a_detail_path_added_to_a_trained_pipeline_starts_where_it_was(trained, tmp_path):
+    """`--init` a trained pipeline with `model.detail_width`: the detail path starts at zero, so
+    the first step's loss is the plain continuation's, and the result saves and loads as a
+    `KeyframeTransformer` whose path has learned something."""
+    common = [*TINY_DATA, *TINY_KEYFRAMES, "train.freeze_encoder=true"]
+    extra = ("--identity", str(trained["identity"]), "--init", str(trained["keyframes"]))
+    run("keyframes", tmp_path / "plain", trained["data"], common, *extra)
+    run(
+        "keyframes",
+        tmp_path / "detail",
+        trained["data"],
+        [*common, "model.detail_width=16"],
+        *extra,
+    )
+    plain, detail = read_log(tmp_path / "plain")["losses"], read_log(tmp_path / "detail")["losses"]
+    assert detail[0] == pytest.approx(plain[0], rel=1e-6)
+    assert detail[1] != pytest.approx(plain[1], rel=1e-6)
+    pipe = load_keyframe_pipeline(tmp_path / "detail")
+    assert type(pipe.transformer).__name__ == "KeyframeTransformer"
+    assert pipe.transformer.config.detail_width == 16
+    assert pipe.transformer.proj_out.detail_out.weight.abs().sum() > 0
+    assert pipe(KeyframeSpec("forest"), num_inference_steps=1).images.shape == (1, 32, 32, 3)

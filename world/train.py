@@ -39,7 +39,7 @@ from reelsmith.errors import InputError
 from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
 from reelsmith.numerics import settle
 from reelsmith.renderer.keyframe_pipeline import SCHEDULER, KeyframePipeline, make_pipeline
-from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec, spec_indices
+from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec, spec_indices, with_detail
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity, all_identities
 from reelsmith.world.render import portrait
@@ -270,6 +270,10 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
     if init:
         pipe = KeyframePipeline.from_pretrained(init, dtype=torch.float32)
         log(f"keyframes: starting from {init}")
+        width = cfg["model"].get("detail_width", 0)
+        if width and not getattr(pipe.transformer.config, "detail_width", 0):
+            pipe.register_modules(transformer=with_detail(pipe.transformer, width))
+            log(f"keyframes: a detail path of {width} channels added (starting at zero)")
     else:
         pipe = make_pipeline(**cfg["model"])
     parts = torch.nn.ModuleDict(
