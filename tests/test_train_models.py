@@ -261,3 +261,10 @@ def test_a_detail_path_added_to_a_trained_pipeline_starts_where_it_was(trained, 
     assert pipe.transformer.config.detail_width == 16
     assert pipe.transformer.proj_out.detail_out.weight.abs().sum() > 0
     assert pipe(KeyframeSpec("forest"), num_inference_steps=1).images.shape == (1, 32, 32, 3)
+
+
+def test_set_lr_scales_each_group_by_its_own_scale():
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([{"params": [a]}, {"params": [b], "scale": 5.0}], lr=1.0)
+    train.set_lr(opt, 2e-4)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([2e-4, 1e-3])

@@ -164,8 +164,9 @@ def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's learning rate to `lr` times its "scale" (1 where it has none)."""
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("scale", 1.0)
 
 
 def to_pixels(images: torch.Tensor) -> torch.Tensor:
@@ -288,7 +289,18 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         parts["keyframe_encoder"].eval().requires_grad_(False)
         log("keyframes: the keyframe encoder is frozen")
     trainable = [p for p in parts.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=t["lr"], weight_decay=t["weight_decay"])
+    # a new detail path may learn faster than the weights it joins: train.detail_lr_scale
+    detail = {id(p) for n, p in parts.named_parameters() if ".detail_" in n and p.requires_grad}
+    groups = [
+        {"params": [p for p in trainable if id(p) not in detail]},
+        {
+            "params": [p for p in trainable if id(p) in detail],
+            "scale": t.get("detail_lr_scale", 1.0),
+        },
+    ]
+    opt = torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=t["lr"], weight_decay=t["weight_decay"]
+    )
     noise_sched = DDPMScheduler(
         num_train_timesteps=SCHEDULER["num_train_timesteps"],
         beta_schedule=SCHEDULER["beta_schedule"],
