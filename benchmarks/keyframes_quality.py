@@ -14,7 +14,11 @@ On held-out storyworld keyframes (a seed no model was trained on), through the p
 Identity accuracy is over (keyframe, character) pairs where the character covers at least
 `MIN_PIXELS` pixels of the ground-truth keyframe: the judge must find that identity in the
 decoded keyframe. Location / time / shot size: the judge's reading of the decoded keyframe
-against the truth. The judge's own accuracy on the ground truth is printed alongside.
+against the truth. The judge's own accuracy on the ground truth is printed alongside, and each
+identity accuracy is also given over the pairs the judge finds in the ground truth
+(`identity_accuracy_where_judge_sees_truth`): what the decoder loses, without what the judge
+cannot see in the first place. `--portraits truth` embeds the storyworld's own portraits
+instead of the cast ones: reconstruction without casting's misses.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from reelsmith.renderer.keyframe_pipeline import (
 from reelsmith.renderer.keyframes import KeyframeSpec
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity
+from reelsmith.world.render import portrait as render_portrait
 from reelsmith.world.train import record_spec
 
 MIN_PIXELS = 60
@@ -84,12 +89,16 @@ def batched(pipe, specs, tokens, identities, seeds, guidance, steps, batch):
     return np.concatenate(out)
 
 
-def score(judge, frames: np.ndarray, items: list[dict]) -> dict:
+def score(judge, frames: np.ndarray, items: list[dict], seen: set | None = None) -> dict:
+    """The judge's reading of `frames` against the truth of `items`. With `seen` (the
+    (keyframe, character) pairs the judge finds in the ground truth, `found_pairs`), identity
+    accuracy is also given over those pairs alone: the decoder's misses without the judge's."""
     verdicts = judge_frames(judge, torch.from_numpy(frames))
     hits = total = false = near = found = 0
     place = time_ = size = 0
     traits = [f.name for f in fields(Identity)]
     misses = dict.fromkeys(("not_found", *traits), 0)
+    pairs = found_pairs(verdicts, items)
     for verdict, item in zip(verdicts, items, strict=True):
         want = {item["identities"][c] for c in item["visible"]}
         cast = set(item["identities"].values())
@@ -127,6 +136,24 @@ def score(judge, frames: np.ndarray, items: list[dict]) -> dict:
         "time_accuracy": time_ / n,
         "size_accuracy": size / n,
         "misses": misses,
+        **(
+            {
+                "identity_accuracy_where_judge_sees_truth": len(pairs & seen) / max(len(seen), 1),
+                "pairs_judge_sees_in_truth": len(seen),
+            }
+            if seen is not None
+            else {}
+        ),
+    }
+
+
+def found_pairs(verdicts, items: list[dict]) -> set[tuple[int, str]]:
+    """The (keyframe index, character id) pairs of visible characters the judge finds."""
+    return {
+        (i, c)
+        for i, (verdict, item) in enumerate(zip(verdicts, items, strict=True))
+        for c in item["visible"]
+        if item["identities"][c] in {d.identity for d in verdict.detections}
     }
 
 
@@ -186,6 +213,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--samples", type=Path, help="write 64 of each kind of image (.npz)")
+    parser.add_argument(
+        "--portraits",
+        choices=("cast", "truth"),
+        default="cast",
+        help="identities from the decoder's cast portraits (the product's path) or from the "
+        "storyworld's own portraits",
+    )
     args = parser.parse_args()
     started = time.time()
     pipe = load_keyframe_pipeline(args.pipeline, args.device)
@@ -203,8 +237,10 @@ def main() -> None:
     report: dict = {
         "count": len(items),
         "steps": args.steps,
+        "portrait_source": args.portraits,
         "judge_on_truth": score(judge, truth, items),
     }
+    seen = found_pairs(judge_frames(judge, torch.from_numpy(truth)), items)
 
     # 1. casting: a portrait per character, from its looks alone
     cast = [(i, c) for i, item in enumerate(items) for c in item["spec"].characters]
@@ -226,8 +262,12 @@ def main() -> None:
         right += best is not None and best.identity == items[i]["identities"][c.id]
     report["portraits"] = {"count": len(cast), "identity_accuracy": right / len(cast)}
 
-    # 2. identity embeddings of the cast portraits, as memory would store them
-    embeddings = encoder.embed(list(portraits))
+    # 2. identity embeddings of the cast portraits, as memory would store them (or, with
+    # --portraits truth, of the storyworld's own portraits: casting without its misses)
+    if args.portraits == "truth":
+        embeddings = encoder.embed([render_portrait(items[i]["identities"][c.id]) for i, c in cast])
+    else:
+        embeddings = encoder.embed(list(portraits))
     identities: list[dict] = [{} for _ in items]
     for emb, (i, c) in zip(embeddings, cast, strict=True):
         identities[i][c.id] = emb
@@ -239,7 +279,7 @@ def main() -> None:
         drawn = batched(
             pipe, specs, tokens, identities, seeds, parse_guidance(text), args.steps, args.batch
         )
-        numbers = score(judge, drawn, items)
+        numbers = score(judge, drawn, items, seen)
         numbers["mse"] = float(
             np.mean((drawn.astype(np.float32) - truth.astype(np.float32)) ** 2) / 255**2
         )
@@ -253,7 +293,7 @@ def main() -> None:
         drawn = batched(
             pipe, specs, None, identities, seeds, parse_guidance(text), args.steps, args.batch
         )
-        report["no_tokens"][text or "default"] = score(judge, drawn, items)
+        report["no_tokens"][text or "default"] = score(judge, drawn, items, seen)
     report["seconds"] = round(time.time() - started, 1)
     print_report(report, args.json)
     if args.samples:

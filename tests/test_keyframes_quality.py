@@ -33,3 +33,21 @@ def test_another_class_keeps_the_shipped_config(shipped):
 def test_a_setting_without_a_value_is_refused(shipped):
     with pytest.raises(ValueError, match="'thresholding'"):
         load_benchmark("keyframes_quality").scheduler_from(shipped, "thresholding")
+
+
+def test_found_pairs_are_the_visible_characters_the_judge_finds():
+    from reelsmith.evaluation.judges import Detection, FrameVerdict
+    from reelsmith.world.identity import Identity
+
+    found_pairs = load_benchmark("keyframes_quality").found_pairs
+    a, b, c = (Identity.from_index(i) for i in (0, 5, 9))
+    items = [
+        {"identities": {"mara": a, "ben": b}, "visible": {"mara", "ben"}},
+        {"identities": {"mara": a, "cal": c}, "visible": {"cal"}},  # mara too small to count
+    ]
+    box = (0.0, 0.0, 1.0, 1.0)
+    verdicts = [
+        FrameVerdict([Detection(a, 0.9, box), Detection(c, 0.8, box)], "forest", "day", "wide"),
+        FrameVerdict([Detection(a, 0.9, box), Detection(c, 0.7, box)], "forest", "day", "wide"),
+    ]
+    assert found_pairs(verdicts, items) == {(0, "mara"), (1, "cal")}
