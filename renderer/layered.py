@@ -113,6 +113,8 @@ def decode_layered(
     n, _, r, _ = keyframes.shape
     if labels.shape != (n, r, r):
         raise ValueError(f"labels of shape {tuple(labels.shape)} should be {(n, r, r)}")
+    if not (labels > 0).any():  # no character anywhere: exactly the flat warp
+        return flow.decode(keyframes, latents)
     device, dtype = labels.device, keyframes.dtype
     p = r * r
     # coordinates in float32 whatever the models run in (bfloat16 cannot tell pixel 63 from 64)
