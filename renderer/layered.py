@@ -74,7 +74,8 @@ def zoom(sources: torch.Tensor, grid: torch.Tensor, background: torch.Tensor) ->
     `MIN_FIT` background pixels show.
 
     Args:
-        sources: (N, 2, P) keyframe coordinates of every frame pixel (`FlowAutoencoder.sources`).
+        sources: (N, 2, P) keyframe coordinates of every frame pixel (its own coordinates
+            plus `FlowAutoencoder.flow_at`).
         grid: (2, P) every frame pixel's own coordinates.
         background: (N, P) bool: the frame pixels that show the keyframe's background.
 
@@ -113,12 +114,13 @@ def decode_layered(
     n, _, r, _ = keyframes.shape
     if labels.shape != (n, r, r):
         raise ValueError(f"labels of shape {tuple(labels.shape)} should be {(n, r, r)}")
-    if not (labels > 0).any():  # no character anywhere: exactly the flat warp
-        return flow.decode(keyframes, latents)
     device, dtype = labels.device, keyframes.dtype
     p = r * r
+    ys, xs = torch.meshgrid(*(torch.arange(r, device=device),) * 2, indexing="ij")
+    grid = torch.stack([xs, ys]).float().flatten(1)  # (2, P)
     # coordinates in float32 whatever the models run in (bfloat16 cannot tell pixel 63 from 64)
-    sources = flow.sources(latents.float(), r).flatten(2)  # (N, 2, P) keyframe (x, y)
+    moved = flow.flow_at(latents.float(), r)  # (N, 2, r, r) the flat warp's own flow
+    sources = moved.flatten(2) + grid  # (N, 2, P) keyframe (x, y) of each frame pixel
     nearest = sources.round().long()
     inside = ((nearest >= 0) & (nearest < r)).all(1)  # (N, P)
     at = nearest[:, 1].clamp(0, r - 1) * r + nearest[:, 0].clamp(0, r - 1)  # (N, P) flat index
@@ -128,8 +130,6 @@ def decode_layered(
     from_label = torch.where(inside, labels.flatten(1).gather(1, at), 0)  # (N, P)
     from_core = torch.where(inside, core.flatten(1).gather(1, at), 0)
 
-    ys, xs = torch.meshgrid(*(torch.arange(r, device=device),) * 2, indexing="ij")
-    grid = torch.stack([xs, ys]).float().flatten(1)  # (2, P)
     ks = torch.arange(1, int(labels.max()) + 1, device=device)  # (K,)
     # 2. every character k = 1..K of every frame at once: (N, K, ...), drawn over the
     # background (step 1, which needs to know where they are)
@@ -160,7 +160,7 @@ def decode_layered(
     holes = F.max_pool2d(fg[:, None].to(dtype), 3, 1, 1) > 0  # (N, 1, r, r)
     near = (show.any(1).view(n, 1, r, r) | fg[:, None]).float()
     near = F.max_pool2d(near, 2 * NEAR + 1, 1, NEAR) > 0  # (N, 1, r, r)
-    flows = inpaint((sources - grid).view(n, 2, r, r), near)  # (N, 2, r, r) pixels
+    flows = inpaint(moved, near)  # (N, 2, r, r) pixels; where nothing is near: the flat flow
     warped, visible = flow.warp(inpaint(keyframes, holes), latents.to(dtype), flows.to(dtype))
     visible = torch.where(near, 1.0, visible)  # the painted-in background is there to show
     frames = flow.blend(keyframes, warped, visible).flatten(2)  # (N, 3, P)

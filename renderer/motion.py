@@ -184,14 +184,12 @@ class FlowAutoencoder(ModelMixin, ConfigMixin):
         )
         return up[:, :2] * scale
 
-    def sources(self, latent: torch.Tensor, size: int) -> torch.Tensor:
-        """Where each output pixel comes from: (B, 2, size, size) keyframe pixel coordinates
-        (x, y; pixel centres at integers) at `size`, as `warp` samples them."""
+    def flow_at(self, latent: torch.Tensor, size: int) -> torch.Tensor:
+        """The latent's backward flow (B, 2, size, size) in pixels at `size`: the very field
+        `warp` moves an image of that size by (plus each pixel's own (x, y): where it comes
+        from)."""
         up = F.interpolate(latent, size=(size, size), mode="bilinear", align_corners=False)
-        ys, xs = torch.meshgrid(
-            *(torch.arange(size, device=latent.device, dtype=latent.dtype),) * 2, indexing="ij"
-        )
-        return self.flow_pixels(up) + torch.stack([xs, ys])  # (B, 2, size, size)
+        return self.flow_pixels(up)
 
     def decode(self, keyframe: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """(B, 3, r, r) keyframe + (B, 3, g, g) latent -> the frame (B, 3, r, r), unclamped."""
