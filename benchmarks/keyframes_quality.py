@@ -90,15 +90,18 @@ def batched(pipe, specs, tokens, identities, seeds, guidance, steps, batch):
 
 
 def score(judge, frames: np.ndarray, items: list[dict], seen: set | None = None) -> dict:
-    """The judge's reading of `frames` against the truth of `items`. With `seen` (the
-    (keyframe, character) pairs the judge finds in the ground truth, `found_pairs`), identity
-    accuracy is also given over those pairs alone: the decoder's misses without the judge's."""
-    verdicts = judge_frames(judge, torch.from_numpy(frames))
+    """The judge's reading of `frames` against the truth of `items` (`score_verdicts`)."""
+    return score_verdicts(judge_frames(judge, torch.from_numpy(frames)), items, seen)
+
+
+def score_verdicts(verdicts, items: list[dict], seen: set | None = None) -> dict:
+    """Frame verdicts scored against the truth of `items`. With `seen` (the (keyframe,
+    character) pairs the judge finds in the ground truth, `found_pairs`), identity accuracy is
+    also given over those pairs alone: the decoder's misses without the judge's."""
     hits = total = false = near = found = 0
     place = time_ = size = 0
     traits = [f.name for f in fields(Identity)]
     misses = dict.fromkeys(("not_found", *traits), 0)
-    pairs = found_pairs(verdicts, items)
     for verdict, item in zip(verdicts, items, strict=True):
         want = {item["identities"][c] for c in item["visible"]}
         cast = set(item["identities"].values())
@@ -138,7 +141,8 @@ def score(judge, frames: np.ndarray, items: list[dict], seen: set | None = None)
         "misses": misses,
         **(
             {
-                "identity_accuracy_where_judge_sees_truth": len(pairs & seen) / max(len(seen), 1),
+                "identity_accuracy_where_judge_sees_truth": len(found_pairs(verdicts, items) & seen)
+                / max(len(seen), 1),
                 "pairs_judge_sees_in_truth": len(seen),
             }
             if seen is not None
@@ -238,9 +242,10 @@ def main() -> None:
         "count": len(items),
         "steps": args.steps,
         "portrait_source": args.portraits,
-        "judge_on_truth": score(judge, truth, items),
     }
-    seen = found_pairs(judge_frames(judge, torch.from_numpy(truth)), items)
+    on_truth = judge_frames(judge, torch.from_numpy(truth))
+    report["judge_on_truth"] = score_verdicts(on_truth, items)
+    seen = found_pairs(on_truth, items)
 
     # 1. casting: a portrait per character, from its looks alone
     cast = [(i, c) for i, item in enumerate(items) for c in item["spec"].characters]
