@@ -37,6 +37,7 @@ from reporting import print_report
 
 from reelsmith.evaluation.judges import judge_frames, load_judge
 from reelsmith.memory.identity import load_identity_encoder
+from reelsmith.renderer.identity_check import IdentityCheck, best_of, candidate_seed
 from reelsmith.renderer.keyframe_pipeline import (
     DEFAULT_STEPS,
     PORTRAIT_GUIDANCE,
@@ -87,6 +88,33 @@ def batched(pipe, specs, tokens, identities, seeds, guidance, steps, batch):
             ).images
         )
     return np.concatenate(out)
+
+
+def draw_best(check, identities, candidates, pipe, specs, tokens, seeds, guidance, args):
+    """Each keyframe drawn `candidates` times, the best kept by the identity check -> (the
+    kept drawings, the first candidates alone, or None with one candidate)."""
+    drawings = np.stack(
+        [
+            batched(
+                pipe,
+                specs,
+                tokens,
+                identities,
+                [candidate_seed(s, k) for s in seeds],
+                parse_guidance(guidance),
+                args.steps,
+                args.batch,
+            )
+            for k in range(candidates)
+        ]
+    )  # (N, B, H, W, 3)
+    if candidates == 1:
+        return drawings[0], None
+    references = [
+        [row[c.id] for c in spec.characters] for spec, row in zip(specs, identities, strict=True)
+    ]
+    kept, _ = best_of(check, drawings, references)
+    return kept, drawings[0]
 
 
 def score(judge, frames: np.ndarray, items: list[dict], seen: set | None = None) -> dict:
@@ -161,6 +189,24 @@ def found_pairs(verdicts, items: list[dict]) -> set[tuple[int, str]]:
     }
 
 
+def write_pairs(path: Path, items: list[dict], found: dict[str, set]) -> None:
+    """One CSV row per scored pair: where the judge finds it (1) or not (0), per drawing."""
+    import csv
+    import io
+
+    from reelsmith.atomic import write_text_atomic
+
+    rows = [["keyframe", "character", "pixels", "characters", *found]]
+    for i, item in enumerate(items):
+        pixels = {v["id"]: v["pixels"] for v in item["labels"]["frames"][0]}
+        for c in sorted(item["visible"]):
+            row = [i, c, pixels[c], len(item["identities"])]
+            rows.append(row + [int((i, c) in pairs) for pairs in found.values()])
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
+
+
 def scheduler_from(shipped, text: str):
     """ "[CLASS:]KEY=VALUE,..." -> a diffusers scheduler built from `shipped`'s config with
     those values (JSON, else strings) and, if named, another diffusers scheduler class."""
@@ -214,9 +260,27 @@ def main() -> None:
     parser.add_argument(
         "--skip-no-tokens", action="store_true", help="only portraits + reconstruction"
     )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        help="draw each keyframe this many times and keep the drawing whose figures match the "
+        "characters' identity embeddings best (`renderer.identity_check`, the product's check)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--samples", type=Path, help="write 64 of each kind of image (.npz)")
+    parser.add_argument(
+        "--samples",
+        type=Path,
+        help="write 64 of each kind of image, and up to 64 keyframes where reconstruction loses "
+        "a character the judge finds in the truth (.npz)",
+    )
+    parser.add_argument(
+        "--pairs",
+        type=Path,
+        help="write every scored (keyframe, character) pair as CSV: its pixels, the shot's "
+        "character count, and whether the judge finds it in the truth and in each drawing",
+    )
     parser.add_argument(
         "--portraits",
         choices=("cast", "truth"),
@@ -230,6 +294,7 @@ def main() -> None:
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     encoder = load_identity_encoder(args.identity).to(args.device)
+    check = IdentityCheck.load(args.device) if args.candidates > 1 else None
     judge = load_judge("frame").to(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp) / "held-out"
@@ -281,31 +346,47 @@ def main() -> None:
     tokens = pipe.encode(truth)
     report["reconstruction_by_guidance"] = {}
     for n, text in enumerate(args.reconstruction_guidance or [""]):
-        drawn = batched(
-            pipe, specs, tokens, identities, seeds, parse_guidance(text), args.steps, args.batch
+        drawn, alone = draw_best(
+            check, identities, args.candidates, pipe, specs, tokens, seeds, text, args
         )
-        numbers = score(judge, drawn, items, seen)
+        verdicts = judge_frames(judge, torch.from_numpy(drawn))
+        numbers = score_verdicts(verdicts, items, seen)
         numbers["mse"] = float(
             np.mean((drawn.astype(np.float32) - truth.astype(np.float32)) ** 2) / 255**2
         )
         report["reconstruction_by_guidance"][text or "default"] = numbers
+        if alone is not None:  # the first candidate alone: what one drawing gets
+            numbers["one_candidate"] = score(judge, alone, items, seen)
         if n == 0:
             decoded, report["reconstruction"] = drawn, numbers
+            found = {"truth": seen, "reconstruction": found_pairs(verdicts, items)}
 
     # 4. no tokens: spec + identities alone
     report["no_tokens"] = {}
     for text in [] if args.skip_no_tokens else args.no_token_guidance or [""]:
-        drawn = batched(
-            pipe, specs, None, identities, seeds, parse_guidance(text), args.steps, args.batch
+        drawn, alone = draw_best(
+            check, identities, args.candidates, pipe, specs, None, seeds, text, args
         )
-        report["no_tokens"][text or "default"] = score(judge, drawn, items, seen)
+        verdicts = judge_frames(judge, torch.from_numpy(drawn))
+        report["no_tokens"][text or "default"] = score_verdicts(verdicts, items, seen)
+        if alone is not None:
+            report["no_tokens"][text or "default"]["one_candidate"] = score(
+                judge, alone, items, seen
+            )
+        found.setdefault("no_tokens", found_pairs(verdicts, items))
     report["seconds"] = round(time.time() - started, 1)
     print_report(report, args.json)
+    if args.pairs:
+        write_pairs(args.pairs, items, found)
     if args.samples:
+        missed = sorted({i for i, _ in found["truth"] - found["reconstruction"]})[:64]
         np.savez_compressed(
             args.samples,
             truth=truth[:64],
             decoded=decoded[:64],
+            missed=np.array(missed, dtype=np.int64),  # keyframes the decoder loses someone in
+            missed_truth=truth[missed],
+            missed_decoded=decoded[missed],
             **({} if args.skip_no_tokens else {"drawn": drawn[:64]}),
             portraits=portraits[:64],
         )

@@ -215,6 +215,12 @@ def main() -> None:
     parser.add_argument(
         "--scheduler", default="", help="keyframe decoder's sampler: [CLASS:]KEY=VALUE,..."
     )
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=1,
+        help="drawings per keyframe, the identity check keeps one",
+    )
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -238,7 +244,9 @@ def main() -> None:
     pipe = load_keyframe_pipeline(args.pipeline, device=args.device)
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
-    keyframer = BuiltinKeyframer(pipe, steps=args.steps, guidance=guidance, device=args.device)
+    keyframer = BuiltinKeyframer(
+        pipe, steps=args.steps, guidance=guidance, candidates=args.candidates, device=args.device
+    )
     encoder = load_identity_encoder().to(args.device)
     judge = load_judge("frame").to(args.device)
 

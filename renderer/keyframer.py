@@ -69,6 +69,8 @@ class BuiltinKeyframer:
         guidance: Mapping[str, float] | None = None,
         portrait_guidance: Mapping[str, float] | None = None,
         encoder: str = "reelsmith-identity-v1",
+        candidates: int = 1,
+        check=None,
         device: str = "cpu",
     ) -> None:
         from reelsmith.renderer.keyframe_pipeline import (
@@ -83,6 +85,14 @@ class BuiltinKeyframer:
         self.guidance = dict(guidance or DEFAULT_GUIDANCE)
         self.portrait_guidance = dict(portrait_guidance or PORTRAIT_GUIDANCE)
         self.encoder = encoder
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
+        self.candidates = candidates
+        if candidates > 1 and check is None:
+            from reelsmith.renderer.identity_check import IdentityCheck
+
+            check = IdentityCheck.load(device)
+        self.check = check
 
     @property
     def resolution(self) -> int:
@@ -109,6 +119,24 @@ class BuiltinKeyframer:
                     )
                 row[character.id] = reference.embeddings[self.encoder]
             embeddings.append(row)
+        if self.candidates == 1:
+            return self._draw(specs, embeddings, seeds, tokens)
+        from reelsmith.renderer.identity_check import best_of, candidate_seed
+
+        n = self.candidates
+        drawings = self._draw(
+            specs * n,
+            embeddings * n,
+            [candidate_seed(s, k) for k in range(n) for s in seeds],
+            None if tokens is None else tokens.repeat(n, *[1] * (tokens.ndim - 1)),
+        )  # (n * B, H, W, 3), candidate-major
+        references = [list(row.values()) for row in embeddings]
+        kept, _ = best_of(
+            self.check, drawings.reshape(n, len(specs), *drawings.shape[1:]), references
+        )
+        return kept
+
+    def _draw(self, specs, embeddings, seeds, tokens) -> np.ndarray:
         return self.pipe(
             specs,
             tokens=tokens,

@@ -1,0 +1,141 @@
+"""`IdentityCheck`: which of several drawings of a keyframe shows its characters best.
+
+A keyframe decoder draws a small figure's looks right most of the time, but not always, and
+which drawings miss depends on the noise it starts from. So the built-in keyframer can draw a
+few candidates of each keyframe and keep the one whose characters look most like their
+references in memory (`BuiltinKeyframer(candidates=N)`). The check uses only the product's own
+models: the character segmenter finds the figures in a drawing, the identity encoder (what
+memory stores per character) embeds each figure's crop, and each character of the spec is
+matched to the figure most like its reference embedding, one figure per character.
+
+    score = (sum over the spec's characters of the cosine similarity with its figure
+             - `extra` for every figure left over) / max(characters, 1)
+
+A character with no figure left scores 0; a figure smaller than `min_pixels` is not counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
+from reelsmith.renderer.segmenter import CharacterSegmenter
+
+SEGMENTER = Path(__file__).parent / "weights" / "motion" / "segmenter"
+
+
+class IdentityCheck:
+    """Scores drawings by how well their figures match the characters' identity embeddings.
+
+    Args:
+        segmenter: Finds the characters of a drawing (`CharacterSegmenter.segment`).
+        encoder: Embeds a character's crop; the references must be this encoder's embeddings.
+        min_pixels: Smaller figures are not counted (specks of a drawing are not characters).
+        extra: What a figure matching no character costs, against a similarity of at most 1.
+    """
+
+    def __init__(
+        self,
+        segmenter: CharacterSegmenter,
+        encoder: IdentityEncoder,
+        min_pixels: int = 12,
+        extra: float = 0.5,
+    ) -> None:
+        self.segmenter, self.encoder = segmenter.eval(), encoder.eval()
+        self.min_pixels, self.extra = min_pixels, extra
+
+    @classmethod
+    def load(cls, device: str = "cpu", **kwargs) -> IdentityCheck:
+        """The shipped segmenter (the shot model's) and identity encoder."""
+        from reelsmith.errors import InputError
+        from reelsmith.numerics import settle
+
+        if not (SEGMENTER / "config.json").is_file():
+            raise InputError(f"{SEGMENTER}: no character segmenter there (config.json is missing)")
+        settle()
+        segmenter = CharacterSegmenter.from_pretrained(SEGMENTER, dtype=torch.float32)
+        return cls(segmenter.to(device), load_identity_encoder().to(device), **kwargs)
+
+    @torch.no_grad()
+    def figures(self, frames: np.ndarray) -> list[torch.Tensor]:
+        """uint8 frames (B, H, W, 3) -> per frame, its figures' embeddings (n_i, dim)."""
+        device = self.segmenter.device
+        images = torch.from_numpy(np.ascontiguousarray(frames)).to(device)  # (B, H, W, 3)
+        pixels = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        labels = self.segmenter.segment(pixels.to(self.segmenter.dtype))  # (B, H, W)
+        owners, boxes = [], []
+        for i, frame_labels in enumerate(labels):
+            for k in range(1, int(frame_labels.max()) + 1):
+                ys, xs = torch.nonzero(frame_labels == k, as_tuple=True)
+                if len(ys) >= self.min_pixels:
+                    owners.append(i)
+                    boxes.append(torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]))
+        dim = self.encoder.config.dim
+        if not boxes:
+            return [torch.zeros(0, dim) for _ in frames]
+        crops = crop_boxes(images[owners], torch.stack(boxes), self.encoder.config.resolution)
+        embeds = self.encoder(crops.to(self.encoder.dtype)).float().cpu()  # (n, dim), unit
+        owner = torch.tensor(owners)
+        return [embeds[owner == i] for i in range(len(frames))]
+
+    def scores(
+        self, frames: np.ndarray, references: Sequence[Sequence[torch.Tensor]]
+    ) -> list[float]:
+        """uint8 frames (B, H, W, 3) and, per frame, its characters' reference embeddings ->
+        one score per frame (higher: the characters look more like their references)."""
+        if len(references) != len(frames):
+            raise ValueError(
+                f"{len(frames)} frames need as many reference lists, not {len(references)}"
+            )
+        out = []
+        for found, refs in zip(self.figures(frames), references, strict=True):
+            wanted = (
+                torch.nn.functional.normalize(torch.stack([r.float().cpu() for r in refs]), dim=-1)
+                if refs
+                else torch.zeros(0, found.shape[1])
+            )
+            out.append(match_score(wanted @ found.T, self.extra))
+        return out
+
+
+def match_score(similarity: torch.Tensor, extra: float) -> float:
+    """(characters, figures) cosine similarities -> the score of the greedy one-to-one match
+    (the most similar pair first): matched similarities, minus `extra` per figure left over,
+    over the number of characters (at least 1)."""
+    sim = similarity.clone()
+    characters, figures = sim.shape
+    total = 0.0
+    for _ in range(min(characters, figures)):
+        flat = int(sim.argmax())
+        c, f = divmod(flat, figures)
+        total += float(sim[c, f])
+        sim[c, :], sim[:, f] = -torch.inf, -torch.inf
+    leftover = max(figures - characters, 0)
+    return (total - extra * leftover) / max(characters, 1)
+
+
+def candidate_seed(seed: int, k: int) -> int:
+    """The seed of a keyframe's k-th candidate: the keyframe's own seed for the first, so one
+    candidate draws what the seed always drew; the others derived from (seed, k)."""
+    if k == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0])
+
+
+def best_of(
+    check: IdentityCheck,
+    candidates: np.ndarray,
+    references: Sequence[Sequence[torch.Tensor]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates uint8 (N, B, H, W, 3) of B keyframes -> the best drawing of each (B, H, W, 3)
+    and which candidate it is (B,); on a tie the earlier candidate."""
+    n, b = candidates.shape[:2]
+    scores = np.array(
+        check.scores(candidates.reshape(n * b, *candidates.shape[2:]), list(references) * n)
+    )
+    chosen = scores.reshape(n, b).argmax(0)  # (B,)
+    return candidates[chosen, np.arange(b)], chosen

@@ -1,0 +1,92 @@
+"""The identity check that keeps the best of several drawings of a keyframe, with the shipped
+segmenter and identity encoder on storyworld keyframes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reelsmith.renderer.identity_check import (
+    IdentityCheck,
+    best_of,
+    candidate_seed,
+    match_score,
+)
+from reelsmith.world.dataset import DatasetSpec, build, read
+from reelsmith.world.identity import Identity
+from reelsmith.world.render import portrait
+
+
+@pytest.fixture(scope="module")
+def check() -> IdentityCheck:
+    return IdentityCheck.load()
+
+
+@pytest.fixture(scope="module")
+def keyframes(tmp_path_factory) -> list[dict]:
+    """Storyworld keyframes whose characters are all big enough to see, with their identities."""
+    folder = tmp_path_factory.mktemp("keyframes")
+    build(DatasetSpec("keyframes", 48, seed=4242, shard_size=48), folder)
+    out = []
+    for item in read(folder):
+        r = item["record"]
+        sizes = {v["id"]: v["pixels"] for v in r["labels"]["frames"][0]}
+        cast = r["shot"]["characters"]
+        if cast and all(sizes.get(c, 0) >= 150 for c in cast):
+            ids = [Identity.from_index(r["identities"][c]) for c in cast]
+            out.append({"image": item["images"], "identities": ids})
+    assert len(out) >= 6
+    return out[:8]
+
+
+def embed(check: IdentityCheck, identities: list[Identity]) -> list[torch.Tensor]:
+    return list(check.encoder.embed([portrait(i) for i in identities]))
+
+
+def other(identity: Identity) -> Identity:
+    """An identity that differs in every look it can."""
+    return Identity.from_index((identity.index + 541) % 1080)
+
+
+def test_match_is_one_figure_per_character_and_leftover_figures_cost():
+    sim = torch.tensor([[0.9, 0.8], [0.85, 0.1]])  # both characters like figure 0 best
+    # greedy: (0, 0) = 0.9 first, then character 1 takes figure 1 (0.1)
+    assert match_score(sim, extra=0.5) == pytest.approx((0.9 + 0.1) / 2)
+    assert match_score(sim[:1], extra=0.5) == pytest.approx(0.9 - 0.5)  # a figure left over
+    assert match_score(sim[:, :1], extra=0.5) == pytest.approx(0.9 / 2)  # a character unseen
+    assert match_score(torch.zeros(0, 2), extra=0.5) == pytest.approx(-1.0)  # nobody scripted
+    assert match_score(torch.zeros(0, 0), extra=0.5) == 0.0
+
+
+def test_candidate_seeds_keep_the_first_and_differ_after():
+    assert candidate_seed(7, 0) == 7
+    seeds = [candidate_seed(7, k) for k in range(4)]
+    assert len(set(seeds)) == 4 and seeds == [candidate_seed(7, k) for k in range(4)]
+    assert candidate_seed(8, 1) != candidate_seed(7, 1)
+    torch.Generator().manual_seed(max(seeds))  # a seed torch takes
+
+
+def test_the_true_characters_score_above_other_ones(check, keyframes):
+    frames = np.stack([k["image"] for k in keyframes])
+    true = check.scores(frames, [embed(check, k["identities"]) for k in keyframes])
+    wrong = check.scores(
+        frames, [embed(check, [other(i) for i in k["identities"]]) for k in keyframes]
+    )
+    assert all(t > w + 0.1 for t, w in zip(true, wrong, strict=True)), (true, wrong)
+
+
+def test_best_of_keeps_the_drawing_with_the_right_character(check, keyframes):
+    right, wrong = keyframes[0], keyframes[1]
+    candidates = np.stack([wrong["image"], right["image"]])[:, None]  # (2 candidates, 1, ...)
+    kept, chosen = best_of(check, candidates, [embed(check, right["identities"])])
+    assert chosen.tolist() == [1] and np.array_equal(kept[0], right["image"])
+    # a shot that scripts nobody: the drawing with no figure beats the one with some
+    empty = np.full_like(right["image"], right["image"][0, 0])
+    kept, chosen = best_of(check, np.stack([right["image"], empty])[:, None], [[]])
+    assert chosen.tolist() == [1]
+
+
+def test_scores_want_a_reference_list_per_frame(check, keyframes):
+    with pytest.raises(ValueError, match="2 frames need as many reference lists, not 1"):
+        check.scores(np.stack([keyframes[0]["image"]] * 2), [[]])
