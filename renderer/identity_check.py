@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
 from reelsmith.renderer.segmenter import CharacterSegmenter
@@ -62,7 +63,7 @@ class IdentityCheck:
 
     @torch.no_grad()
     def figures(self, frames: np.ndarray) -> list[torch.Tensor]:
-        """uint8 frames (B, H, W, 3) -> per frame, its figures' embeddings (n_i, dim)."""
+        """uint8 frames (B, H, W, 3) -> per frame, its figures' embeddings (n, dim)."""
         device = self.segmenter.device
         images = torch.from_numpy(np.ascontiguousarray(frames)).to(device)  # (B, H, W, 3)
         pixels = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
@@ -91,31 +92,34 @@ class IdentityCheck:
             raise ValueError(
                 f"{len(frames)} frames need as many reference lists, not {len(references)}"
             )
-        out = []
-        for found, refs in zip(self.figures(frames), references, strict=True):
-            wanted = (
-                torch.nn.functional.normalize(torch.stack([r.float().cpu() for r in refs]), dim=-1)
-                if refs
-                else torch.zeros(0, found.shape[1])
-            )
-            out.append(match_score(wanted @ found.T, self.extra))
-        return out
+        return [
+            match(similarity(refs, found), self.extra)[0]
+            for found, refs in zip(self.figures(frames), references, strict=True)
+        ]
 
 
-def match_score(similarity: torch.Tensor, extra: float) -> float:
-    """(characters, figures) cosine similarities -> the score of the greedy one-to-one match
-    (the most similar pair first): matched similarities, minus `extra` per figure left over,
-    over the number of characters (at least 1)."""
+def similarity(references: Sequence[torch.Tensor], figures: torch.Tensor) -> torch.Tensor:
+    """Reference embeddings and figure embeddings (n, dim) -> cosine similarities (refs, n)."""
+    if not references:
+        return torch.zeros(0, figures.shape[0])
+    wanted = F.normalize(torch.stack([r.float().cpu() for r in references]), dim=-1)
+    return wanted @ figures.T
+
+
+def match(similarity: torch.Tensor, extra: float) -> tuple[float, list[tuple[int, int]]]:
+    """(characters, figures) cosine similarities -> the greedy one-to-one match (the most
+    similar pair first) as (character, figure) pairs, and its score: matched similarities,
+    minus `extra` per figure left over, over the number of characters (at least 1)."""
     sim = similarity.clone()
     characters, figures = sim.shape
-    total = 0.0
+    total, pairs = 0.0, []
     for _ in range(min(characters, figures)):
-        flat = int(sim.argmax())
-        c, f = divmod(flat, figures)
+        c, f = divmod(int(sim.argmax()), figures)
         total += float(sim[c, f])
+        pairs.append((c, f))
         sim[c, :], sim[:, f] = -torch.inf, -torch.inf
     leftover = max(figures - characters, 0)
-    return (total - extra * leftover) / max(characters, 1)
+    return (total - extra * leftover) / max(characters, 1), pairs
 
 
 def candidate_seed(seed: int, k: int) -> int:

@@ -11,7 +11,7 @@ from reelsmith.renderer.identity_check import (
     IdentityCheck,
     best_of,
     candidate_seed,
-    match_score,
+    match,
 )
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity
@@ -52,11 +52,12 @@ def other(identity: Identity) -> Identity:
 def test_match_is_one_figure_per_character_and_leftover_figures_cost():
     sim = torch.tensor([[0.9, 0.8], [0.85, 0.1]])  # both characters like figure 0 best
     # greedy: (0, 0) = 0.9 first, then character 1 takes figure 1 (0.1)
-    assert match_score(sim, extra=0.5) == pytest.approx((0.9 + 0.1) / 2)
-    assert match_score(sim[:1], extra=0.5) == pytest.approx(0.9 - 0.5)  # a figure left over
-    assert match_score(sim[:, :1], extra=0.5) == pytest.approx(0.9 / 2)  # a character unseen
-    assert match_score(torch.zeros(0, 2), extra=0.5) == pytest.approx(-1.0)  # nobody scripted
-    assert match_score(torch.zeros(0, 0), extra=0.5) == 0.0
+    score, pairs = match(sim, extra=0.5)
+    assert score == pytest.approx((0.9 + 0.1) / 2) and pairs == [(0, 0), (1, 1)]
+    assert match(sim[:1], extra=0.5) == (pytest.approx(0.9 - 0.5), [(0, 0)])  # a figure left
+    assert match(sim[:, :1], extra=0.5) == (pytest.approx(0.9 / 2), [(0, 0)])  # one unseen
+    assert match(torch.zeros(0, 2), extra=0.5) == (pytest.approx(-1.0), [])  # nobody scripted
+    assert match(torch.zeros(0, 0), extra=0.5) == (0.0, [])
 
 
 def test_candidate_seeds_keep_the_first_and_differ_after():
