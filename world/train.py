@@ -345,11 +345,26 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         forward = torch.compile(parts["transformer"])
     stop = t.get("stop_after") or t["steps"]
     losses, started = [], time.time()
+    # with `multi_character_weight`, a keyframe of two or more characters is drawn that many
+    # times as often as one of a single character (their looks must not mix)
+    crowd = None
+    if t.get("multi_character_weight", 1.0) != 1.0:
+        several = (data["identity"] >= 0).sum(1) >= 2  # (n_frames,)
+        crowd = torch.where(several, t["multi_character_weight"], 1.0).to(device)
+        log(
+            f"keyframes: {int(several.sum())} keyframes of several characters weighted "
+            f"{t['multi_character_weight']}x"
+        )
     for step in range(min(stop, t["steps"])):
         set_lr(opt, lr_at(step, t["steps"], t["lr"], t["warmup"]))
+        frames = (
+            torch.randint(0, n_frames, (b - n_portrait,), device=device, generator=g)
+            if crowd is None
+            else torch.multinomial(crowd, b - n_portrait, replacement=True, generator=g)
+        )
         idx = torch.cat(
             [
-                torch.randint(0, n_frames, (b - n_portrait,), device=device, generator=g),
+                frames,
                 torch.randint(n_frames, len(images), (n_portrait,), device=device, generator=g),
             ]
         )
