@@ -78,6 +78,9 @@ class BackendChoice:
         keyframe_model: A keyframe model: a folder (builtin), a Hub id or folder (diffusers).
         shot_model: A shot model: a folder (builtin), a Hub id or folder (diffusers).
         shot_steps: Denoising steps per clip; the shot model's default when None.
+        keyframe_candidates: Drawings per keyframe by the built-in keyframer, of which the
+            identity check keeps the one whose characters look most like their references
+            (`renderer.identity_check`); `DEFAULT_CANDIDATES` when None.
         resolution: Keyframe (and shot) side in pixels; the keyframer's own when None.
         device: Where the models run, e.g. "cpu" or "cuda".
         concurrency: Shots rendered at once, each by its own copy of the shot model.
@@ -87,6 +90,7 @@ class BackendChoice:
     keyframe_model: str | None = None
     shot_model: str | None = None
     shot_steps: int | None = None
+    keyframe_candidates: int | None = None
     resolution: int | None = None
     device: str = "cpu"
     concurrency: int = 1
@@ -97,6 +101,16 @@ class BackendChoice:
             raise InputError(f"unknown backend '{self.backend}'; use one of {', '.join(BACKENDS)}")
         if self.shot_steps is not None and not 1 <= self.shot_steps <= 1000:
             raise InputError(f"--shot-steps must be from 1 to 1000, got {self.shot_steps}")
+        if self.keyframe_candidates is not None:
+            if not 1 <= self.keyframe_candidates <= 16:
+                raise InputError(
+                    f"--keyframe-candidates must be from 1 to 16, got {self.keyframe_candidates}"
+                )
+            if self.keyframe_candidates > 1 and not self.builtin_keyframer:
+                raise InputError(
+                    "--keyframe-candidates: only the built-in keyframer draws candidates; "
+                    "leave it out with --keyframe-model"
+                )
         if self.resolution is not None and not (16 <= self.resolution <= 4096):
             raise InputError(f"--resolution must be from 16 to 4096, got {self.resolution}")
         if self.resolution is not None and self.resolution % 2:
@@ -166,10 +180,21 @@ class Models:
             from reelsmith.renderer.keyframe_pipeline import WEIGHTS
 
             folder = c.keyframe_model if c.backend == "builtin" and c.keyframe_model else WEIGHTS
-            model = {"kind": "builtin", "weights": model_fingerprint(folder)}
+            model = {
+                "kind": "builtin",
+                "weights": model_fingerprint(folder),
+                "candidates": self.keyframe_candidates,
+            }
         else:
             model = {"kind": "diffusers", "model": model_fingerprint(c.keyframe_model)}
         return {**model, "resolution": c.resolution, "device": c.device, **versions()}
+
+    @property
+    def keyframe_candidates(self) -> int:
+        from reelsmith.renderer.keyframer import DEFAULT_CANDIDATES
+
+        c = self.choice.keyframe_candidates
+        return DEFAULT_CANDIDATES if c is None else c
 
     @property
     def planner_id(self) -> dict | None:
@@ -245,7 +270,11 @@ class Models:
             from reelsmith.renderer.keyframer import BuiltinKeyframer
 
             folder = c.keyframe_model if c.backend == "builtin" else None
-            keyframer = BuiltinKeyframer(load_keyframe_pipeline(folder, c.device), device=c.device)
+            keyframer = BuiltinKeyframer(
+                load_keyframe_pipeline(folder, c.device),
+                candidates=self.keyframe_candidates,
+                device=c.device,
+            )
             if c.resolution is not None and c.resolution != keyframer.resolution:
                 raise InputError(
                     f"--resolution {c.resolution}: the built-in keyframer draws "

@@ -245,6 +245,12 @@ def make(
         None, "--shot-model", help="Shot model: a folder, or (diffusers) a Hub id."
     ),
     shot_steps: int | None = typer.Option(None, "--shot-steps", help="Denoising steps per clip."),
+    keyframe_candidates: int | None = typer.Option(
+        None,
+        "--keyframe-candidates",
+        help="Drawings per keyframe (built-in keyframer); the one whose characters look most "
+        "like their references is kept. 1 is fastest.",
+    ),
     resolution: int | None = typer.Option(
         None, "--resolution", help="Keyframe side in pixels (the keyframer's own by default)."
     ),
@@ -303,6 +309,7 @@ def make(
         keyframe_model=_model_id(keyframe_model),
         shot_model=_model_id(shot_model),
         shot_steps=shot_steps,
+        keyframe_candidates=keyframe_candidates,
         resolution=resolution,
         fps=fps,
     )
@@ -436,6 +443,7 @@ def _backend_choice(inputs, options):
         keyframe_model=inputs.keyframe_model,
         shot_model=inputs.shot_model,
         shot_steps=inputs.shot_steps,
+        keyframe_candidates=inputs.keyframe_candidates,
         resolution=inputs.resolution,
         device=options.device,
         concurrency=options.concurrency,

@@ -51,6 +51,11 @@ class Keyframer(Protocol):
         ...
 
 
+# drawings per keyframe in the product (agent) by default: the identity check keeps the best of
+# two (renderer/README.md, "Keeping the best of several drawings")
+DEFAULT_CANDIDATES = 2
+
+
 class BuiltinKeyframer:
     """The keyframe interface over the trained `KeyframePipeline`.
 

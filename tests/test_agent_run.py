@@ -252,9 +252,32 @@ def test_backend_choices_are_checked_before_loading(tmp_path):
         (BackendChoice(resolution=63, shot_model=str(tmp_path)), "must be even"),
         (BackendChoice(concurrency=0, shot_model=str(tmp_path)), "--concurrency"),
         (BackendChoice(shot_steps=0, shot_model=str(tmp_path)), "--shot-steps"),
+        (
+            BackendChoice(keyframe_candidates=0, shot_model=str(tmp_path)),
+            "--keyframe-candidates must be from 1 to 16, got 0",
+        ),
+        (
+            BackendChoice(
+                backend="diffusers",
+                keyframe_model="some/model",
+                shot_model="some/video",
+                keyframe_candidates=2,
+            ),
+            "only the built-in keyframer draws candidates",
+        ),
     ]:
         with pytest.raises(InputError, match=message):
             choice.check()
     if shipped_shot_model() is None:
         with pytest.raises(InputError, match="--backend diffusers --shot-model MODEL"):
             BackendChoice().check()
+
+
+def test_keyframe_candidates_are_part_of_the_keyframers_cache_key():
+    from reelsmith.agent.backends import Models
+    from reelsmith.renderer.keyframer import DEFAULT_CANDIDATES
+
+    default = Models(BackendChoice()).keyframer_id
+    assert default["candidates"] == DEFAULT_CANDIDATES
+    one = Models(BackendChoice(keyframe_candidates=1)).keyframer_id
+    assert one["candidates"] == 1 and one != default

@@ -91,3 +91,36 @@ def test_best_of_keeps_the_drawing_with_the_right_character(check, keyframes):
 def test_scores_want_a_reference_list_per_frame(check, keyframes):
     with pytest.raises(ValueError, match="2 frames need as many reference lists, not 1"):
         check.scores(np.stack([keyframes[0]["image"]] * 2), [[]])
+
+
+def test_the_keyframer_keeps_the_candidate_the_check_prefers(check):
+    from reelsmith.renderer.keyframe_pipeline import make_pipeline
+    from reelsmith.renderer.keyframer import BuiltinKeyframer, IdentityReference
+    from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec
+
+    torch.manual_seed(0)
+    pipe = make_pipeline(
+        resolution=32, layers=1, heads=2, head_dim=8, encoder_width=8, condition_width=16
+    )
+    plain = {"spec": 1.0, "identity": 1.0, "tokens": 1.0}
+    one = BuiltinKeyframer(pipe, steps=2, guidance=plain)
+    two = BuiltinKeyframer(pipe, steps=2, guidance=plain, candidates=2, check=check)
+    mara = CharacterSpec("mara", {"colour": "red"})
+    specs = [KeyframeSpec("forest", "day", "wide", "static", (mara,))] * 3
+    ref = IdentityReference(embeddings={one.encoder: check.encoder.embed(portrait(other_id()))[0]})
+    refs, seeds = [{"mara": ref}] * 3, [5, 6, 7]
+    kept = two.draw(specs, refs, seeds)
+    assert np.array_equal(kept, two.draw(specs, refs, seeds))  # deterministic
+    firsts = one.draw(specs, refs, seeds)
+    seconds = one.draw(specs, refs, [candidate_seed(s, 1) for s in seeds])
+    scores = np.array(
+        check.scores(np.concatenate([firsts, seconds]), [[ref.embeddings[one.encoder]]] * 6)
+    )
+    expected = np.where((scores[3:] > scores[:3])[:, None, None, None], seconds, firsts)
+    assert np.array_equal(kept, expected)
+    with pytest.raises(ValueError, match="candidates must be at least 1, got 0"):
+        BuiltinKeyframer(pipe, candidates=0)
+
+
+def other_id() -> Identity:
+    return Identity.from_index(17)
