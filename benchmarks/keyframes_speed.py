@@ -81,6 +81,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
     parser.add_argument("--peak-tflops", type=float, default=989.0)
+    parser.add_argument(
+        "--candidates",
+        type=int,
+        default=0,
+        help="also time the built-in keyframer drawing one keyframe (with tokens) from 1 and "
+        "from this many candidates, the identity check keeping one (the product's path)",
+    )
     args = parser.parse_args()
     pipe = load_keyframe_pipeline(args.pipeline, args.device)
     dtype = getattr(torch, args.dtype)
@@ -140,7 +147,34 @@ def main() -> None:
                 row["fraction_of_peak"] = row["achieved_tflops"] / args.peak_tflops
             report["runs"].append(row)
             print(json.dumps(row), flush=True)
+    if args.candidates:
+        for n in sorted({1, args.candidates}):
+            row = time_keyframer(pipe, n, args.steps, args.repeats, sync, args.device)
+            report["runs"].append(row)
+            print(json.dumps(row), flush=True)
     print(json.dumps(report, indent=1))
+
+
+def time_keyframer(pipe, candidates: int, steps: int, repeats: int, sync, device: str) -> dict:
+    """One keyframe with tokens through `BuiltinKeyframer` (candidates + the identity check)."""
+    from reelsmith.renderer.keyframer import BuiltinKeyframer, IdentityReference
+
+    keyframer = BuiltinKeyframer(pipe, steps=steps, candidates=candidates, device=device)
+    refs = {
+        c.id: IdentityReference(
+            embeddings={keyframer.encoder: torch.nn.functional.normalize(torch.randn(64), dim=0)}
+        )
+        for c in SPEC.characters
+    }
+    tokens = torch.randn(1, *pipe.token_shape)
+    times = timed(lambda: keyframer.draw([SPEC], [refs], [0], tokens), repeats, sync)
+    return {
+        "mode": "keyframer",
+        "candidates": candidates,
+        "batch": 1,
+        "seconds_median": statistics.median(times),
+        "seconds_best": min(times),
+    }
 
 
 if __name__ == "__main__":
