@@ -62,6 +62,11 @@ class BuiltinKeyframer:
     Identity comes from each character's identity-encoder embedding (`encoder` names it in
     `IdentityReference.embeddings`); the looks in the spec come from the cast. Guidance per
     kind of drawing was chosen on held-out storyworld keyframes (see `renderer/README.md`).
+
+    With `candidates` > 1, `draw` draws each keyframe that many times (candidate k from
+    `identity_check.candidate_seed(seed, k)`, the first from the seed itself) and keeps the
+    drawing `check` (an `IdentityCheck`; the shipped one by default) scores highest.
+    Portraits are drawn once.
     """
 
     name = "builtin"
