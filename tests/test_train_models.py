@@ -268,3 +268,16 @@ def test_set_lr_scales_each_group_by_its_own_scale():
     opt = torch.optim.AdamW([{"params": [a]}, {"params": [b], "scale": 5.0}], lr=1.0)
     train.set_lr(opt, 2e-4)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([2e-4, 1e-3])
+
+
+def test_keyframes_of_several_characters_can_be_drawn_more_often():
+    slots = torch.tensor([[3, -1, -1], [3, 7, -1], [-1, -1, -1], [1, 2, 5]])
+    assert train.frame_weights(slots, 1.0) is None
+    assert train.frame_weights(slots, 4.0).tolist() == [1.0, 4.0, 1.0, 4.0]
+    drawn = torch.multinomial(
+        train.frame_weights(slots, 4.0), 10_000, True, generator=torch.Generator().manual_seed(0)
+    )
+    counts = torch.bincount(drawn, minlength=4).float()
+    assert 3.5 < counts[1] / counts[0] < 4.5 and 3.5 < counts[3] / counts[2] < 4.5
+    with pytest.raises(ValueError, match="multi_character_weight must be > 0, got 0"):
+        train.frame_weights(slots, 0.0)

@@ -157,6 +157,18 @@ def pixel_weights(
 # -- shared training bits ---------------------------------------------------------------
 
 
+def frame_weights(slot_identities: torch.Tensor, several: float) -> torch.Tensor | None:
+    """How often each training keyframe is drawn: one of two or more characters (slot
+    identities (N, S), -1 where empty) `several` times as often as one of a single character,
+    so that their looks learn not to mix; None where all are drawn alike (`several` 1)."""
+    if several == 1.0:
+        return None
+    if several <= 0:
+        raise ValueError(f"train.multi_character_weight must be > 0, got {several}")
+    crowded = (slot_identities >= 0).sum(1) >= 2  # (N,)
+    return torch.where(crowded, several, 1.0)
+
+
 def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -345,16 +357,10 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         forward = torch.compile(parts["transformer"])
     stop = t.get("stop_after") or t["steps"]
     losses, started = [], time.time()
-    # with `multi_character_weight`, a keyframe of two or more characters is drawn that many
-    # times as often as one of a single character (their looks must not mix)
-    crowd = None
-    if t.get("multi_character_weight", 1.0) != 1.0:
-        several = (data["identity"] >= 0).sum(1) >= 2  # (n_frames,)
-        crowd = torch.where(several, t["multi_character_weight"], 1.0).to(device)
-        log(
-            f"keyframes: {int(several.sum())} keyframes of several characters weighted "
-            f"{t['multi_character_weight']}x"
-        )
+    crowd = frame_weights(data["identity"], t.get("multi_character_weight", 1.0))
+    if crowd is not None:
+        crowd = crowd.to(device)
+        log(f"keyframes: keyframes of several characters drawn {t['multi_character_weight']}x")
     for step in range(min(stop, t["steps"])):
         set_lr(opt, lr_at(step, t["steps"], t["lr"], t["warmup"]))
         frames = (
