@@ -219,7 +219,8 @@ def main() -> None:
         "--candidates",
         type=int,
         default=1,
-        help="drawings per keyframe, the identity check keeps one",
+        help="drawings per keyframe, the identity check keeping one (memory_off draws once: "
+        "without identities there is nothing to check against)",
     )
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
