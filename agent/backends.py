@@ -163,7 +163,9 @@ class Models:
     def __init__(self, choice: BackendChoice) -> None:
         self.choice = choice
         self.keyframe_batch = 16  # keyframes per keyframer call; halved on out-of-memory
-        self._lock = threading.Lock()
+        self._lock = (
+            threading.RLock()
+        )  # a loader may need another model (the keyframer: the encoder)
         self._loaded: dict[str, object] = {}
         self._renderers: queue.Queue = queue.Queue()
         self._renderer_count = 0
@@ -270,9 +272,15 @@ class Models:
             from reelsmith.renderer.keyframer import BuiltinKeyframer
 
             folder = c.keyframe_model if c.backend == "builtin" else None
+            check = None
+            if self.keyframe_candidates > 1:  # it embeds figures with the run's encoder
+                from reelsmith.renderer.identity_check import IdentityCheck
+
+                check = IdentityCheck.load(c.device, encoder=self.encoder)
             keyframer = BuiltinKeyframer(
                 load_keyframe_pipeline(folder, c.device),
                 candidates=self.keyframe_candidates,
+                check=check,
                 device=c.device,
             )
             if c.resolution is not None and c.resolution != keyframer.resolution:

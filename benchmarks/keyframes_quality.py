@@ -37,7 +37,7 @@ from reporting import print_report
 
 from reelsmith.evaluation.judges import judge_frames, load_judge
 from reelsmith.memory.identity import load_identity_encoder
-from reelsmith.renderer.identity_check import IdentityCheck, best_of, candidate_seed
+from reelsmith.renderer.identity_check import IdentityCheck, draw_best
 from reelsmith.renderer.keyframe_pipeline import (
     DEFAULT_STEPS,
     PORTRAIT_GUIDANCE,
@@ -90,31 +90,27 @@ def batched(pipe, specs, tokens, identities, seeds, guidance, steps, batch):
     return np.concatenate(out)
 
 
-def draw_best(check, identities, candidates, pipe, specs, tokens, seeds, guidance, args):
-    """Each keyframe drawn `candidates` times, the best kept by the identity check -> (the
-    kept drawings, the first candidates alone, or None with one candidate)."""
-    drawings = np.stack(
-        [
-            batched(
-                pipe,
-                specs,
-                tokens,
-                identities,
-                [candidate_seed(s, k) for s in seeds],
-                parse_guidance(guidance),
-                args.steps,
-                args.batch,
-            )
-            for k in range(candidates)
-        ]
-    )  # (N, B, H, W, 3)
-    if candidates == 1:
-        return drawings[0], None
-    references = [
-        [row[c.id] for c in spec.characters] for spec, row in zip(specs, identities, strict=True)
-    ]
-    kept, _ = best_of(check, drawings, references)
-    return kept, drawings[0]
+def draw_kept(check, identities, candidates, pipe, specs, tokens, seeds, guidance, args):
+    """Each keyframe drawn `candidates` times, the identity check keeping one (`draw_best`)
+    -> (the kept drawings, the first candidates alone, or None with one candidate)."""
+    n = candidates
+    kept, drawings = draw_best(
+        check,
+        lambda flat: batched(
+            pipe,
+            specs * n,
+            None if tokens is None else tokens.repeat(n, 1, 1),
+            identities * n,
+            flat,
+            parse_guidance(guidance),
+            args.steps,
+            args.batch,
+        ),
+        seeds,
+        [[row[c.id] for c in spec.characters] for spec, row in zip(specs, identities, strict=True)],
+        n,
+    )
+    return kept, None if n == 1 else drawings[0]
 
 
 def score(judge, frames: np.ndarray, items: list[dict], seen: set | None = None) -> dict:
@@ -294,7 +290,7 @@ def main() -> None:
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     encoder = load_identity_encoder(args.identity).to(args.device)
-    check = IdentityCheck.load(args.device) if args.candidates > 1 else None
+    check = IdentityCheck.load(args.device, encoder=encoder) if args.candidates > 1 else None
     judge = load_judge("frame").to(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp) / "held-out"
@@ -346,7 +342,7 @@ def main() -> None:
     tokens = pipe.encode(truth)
     report["reconstruction_by_guidance"] = {}
     for n, text in enumerate(args.reconstruction_guidance or [""]):
-        drawn, alone = draw_best(
+        drawn, alone = draw_kept(
             check, identities, args.candidates, pipe, specs, tokens, seeds, text, args
         )
         verdicts = judge_frames(judge, torch.from_numpy(drawn))
@@ -364,7 +360,7 @@ def main() -> None:
     # 4. no tokens: spec + identities alone
     report["no_tokens"] = {}
     for text in [] if args.skip_no_tokens else args.no_token_guidance or [""]:
-        drawn, alone = draw_best(
+        drawn, alone = draw_kept(
             check, identities, args.candidates, pipe, specs, None, seeds, text, args
         )
         verdicts = judge_frames(judge, torch.from_numpy(drawn))

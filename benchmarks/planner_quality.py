@@ -55,6 +55,7 @@ from reelsmith.planner.keyframe_planner import load_keyframe_planner
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_many
 from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
+from reelsmith.renderer.identity_check import IdentityCheck
 from reelsmith.renderer.keyframe_pipeline import (
     DEFAULT_STEPS,
     load_keyframe_pipeline,
@@ -245,10 +246,16 @@ def main() -> None:
     pipe = load_keyframe_pipeline(args.pipeline, device=args.device)
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
-    keyframer = BuiltinKeyframer(
-        pipe, steps=args.steps, guidance=guidance, candidates=args.candidates, device=args.device
-    )
     encoder = load_identity_encoder().to(args.device)
+    check = IdentityCheck.load(args.device, encoder=encoder) if args.candidates > 1 else None
+    keyframer = BuiltinKeyframer(
+        pipe,
+        steps=args.steps,
+        guidance=guidance,
+        candidates=args.candidates,
+        check=check,
+        device=args.device,
+    )
     judge = load_judge("frame").to(args.device)
 
     # 2. held-out screenplays and their ground truth

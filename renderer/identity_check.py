@@ -16,7 +16,7 @@ A character with no figure left scores 0; a figure smaller than `min_pixels` is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,11 @@ class IdentityCheck:
         self.min_pixels, self.extra = min_pixels, extra
 
     @classmethod
-    def load(cls, device: str = "cpu", **kwargs) -> IdentityCheck:
-        """The shipped segmenter (the shot model's) and identity encoder."""
+    def load(
+        cls, device: str = "cpu", encoder: IdentityEncoder | None = None, **kwargs
+    ) -> IdentityCheck:
+        """The shipped segmenter (the shot model's) and identity encoder (or `encoder`, one
+        already loaded)."""
         from reelsmith.errors import InputError
         from reelsmith.numerics import settle
 
@@ -59,7 +62,8 @@ class IdentityCheck:
             raise InputError(f"{SEGMENTER}: no character segmenter there (config.json is missing)")
         settle()
         segmenter = CharacterSegmenter.from_pretrained(SEGMENTER, dtype=torch.float32)
-        return cls(segmenter.to(device), load_identity_encoder().to(device), **kwargs)
+        encoder = load_identity_encoder() if encoder is None else encoder
+        return cls(segmenter.to(device), encoder.to(device), **kwargs)
 
     @torch.no_grad()
     def figures(self, frames: np.ndarray) -> list[torch.Tensor]:
@@ -130,16 +134,36 @@ def candidate_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0])
 
 
-def best_of(
+def draw_best(
     check: IdentityCheck,
-    candidates: np.ndarray,
+    draw: Callable[[list[int]], np.ndarray],
+    seeds: Sequence[int],
     references: Sequence[Sequence[torch.Tensor]],
+    candidates: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidates uint8 (N, B, H, W, 3) of B keyframes -> the best drawing of each (B, H, W, 3)
-    and which candidate it is (B,); on a tie the earlier candidate."""
-    n, b = candidates.shape[:2]
+    """B keyframes drawn `candidates` times, the best of each kept.
+
+    Args:
+        check: Scores the drawings.
+        draw: Draws every candidate at once: given the candidates' seeds, candidate-major
+            (`candidate_seed(seed, k)` for k, then for each keyframe), it returns uint8
+            (candidates * B, H, W, 3), so the caller repeats its specs `candidates` times.
+        seeds: One per keyframe.
+        references: Per keyframe, its characters' reference embeddings.
+        candidates: Drawings per keyframe; 1 draws once and checks nothing.
+
+    Returns:
+        The kept drawings (B, H, W, 3) and all of them (candidates, B, H, W, 3); on a tie the
+        earlier candidate is kept.
+    """
+    b = len(seeds)
+    flat = [candidate_seed(s, k) for k in range(candidates) for s in seeds]
+    frames = draw(flat)  # (candidates * B, H, W, 3)
+    drawings = frames.reshape(candidates, b, *frames.shape[1:])
+    if candidates == 1:
+        return drawings[0], drawings
     scores = np.array(
-        check.scores(candidates.reshape(n * b, *candidates.shape[2:]), list(references) * n)
+        check.scores(drawings.reshape(-1, *drawings.shape[2:]), list(references) * candidates)
     )
-    chosen = scores.reshape(n, b).argmax(0)  # (B,)
-    return candidates[chosen, np.arange(b)], chosen
+    chosen = scores.reshape(candidates, b).argmax(0)  # (B,)
+    return drawings[chosen, np.arange(b)], drawings

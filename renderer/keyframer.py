@@ -131,18 +131,20 @@ class BuiltinKeyframer:
             embeddings.append(row)
         if self.candidates == 1:
             return self._draw(specs, embeddings, seeds, tokens)
-        from reelsmith.renderer.identity_check import best_of, candidate_seed
+        from reelsmith.renderer.identity_check import draw_best
 
         n = self.candidates
-        drawings = self._draw(
-            specs * n,
-            embeddings * n,
-            [candidate_seed(s, k) for k in range(n) for s in seeds],
-            None if tokens is None else tokens.repeat(n, *[1] * (tokens.ndim - 1)),
-        )  # (n * B, H, W, 3), candidate-major
-        references = [list(row.values()) for row in embeddings]
-        kept, _ = best_of(
-            self.check, drawings.reshape(n, len(specs), *drawings.shape[1:]), references
+        kept, _ = draw_best(
+            self.check,
+            lambda flat: self._draw(
+                specs * n,
+                embeddings * n,
+                flat,
+                None if tokens is None else tokens.repeat(n, *[1] * (tokens.ndim - 1)),
+            ),
+            seeds,
+            [list(row.values()) for row in embeddings],
+            n,
         )
         return kept
 

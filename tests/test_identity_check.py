@@ -9,8 +9,8 @@ import torch
 
 from reelsmith.renderer.identity_check import (
     IdentityCheck,
-    best_of,
     candidate_seed,
+    draw_best,
     match,
 )
 from reelsmith.world.dataset import DatasetSpec, build, read
@@ -77,15 +77,24 @@ def test_the_true_characters_score_above_other_ones(check, keyframes):
     assert all(t > w + 0.1 for t, w in zip(true, wrong, strict=True)), (true, wrong)
 
 
-def test_best_of_keeps_the_drawing_with_the_right_character(check, keyframes):
+def test_draw_best_keeps_the_drawing_with_the_right_character(check, keyframes):
     right, wrong = keyframes[0], keyframes[1]
-    candidates = np.stack([wrong["image"], right["image"]])[:, None]  # (2 candidates, 1, ...)
-    kept, chosen = best_of(check, candidates, [embed(check, right["identities"])])
-    assert chosen.tolist() == [1] and np.array_equal(kept[0], right["image"])
+    asked = []
+
+    def draw(seeds):  # candidate 0 the wrong character, candidate 1 the right one
+        asked.append(seeds)
+        return np.stack([wrong["image"], right["image"]])
+
+    kept, drawings = draw_best(check, draw, [7], [embed(check, right["identities"])], 2)
+    assert asked == [[7, candidate_seed(7, 1)]]  # every candidate in one call, candidate-major
+    assert drawings.shape[:2] == (2, 1) and np.array_equal(kept[0], right["image"])
     # a shot that scripts nobody: the drawing with no figure beats the one with some
     empty = np.full_like(right["image"], right["image"][0, 0])
-    kept, chosen = best_of(check, np.stack([right["image"], empty])[:, None], [[]])
-    assert chosen.tolist() == [1]
+    kept, _ = draw_best(check, lambda seeds: np.stack([right["image"], empty]), [7], [[]], 2)
+    assert np.array_equal(kept[0], empty)
+    # one candidate: drawn once, from the keyframe's own seed, nothing checked
+    kept, _ = draw_best(None, lambda seeds: np.stack([wrong["image"]] * len(seeds)), [3], [[]], 1)
+    assert np.array_equal(kept[0], wrong["image"])
 
 
 def test_scores_want_a_reference_list_per_frame(check, keyframes):
@@ -107,7 +116,9 @@ def test_the_keyframer_keeps_the_candidate_the_check_prefers(check):
     two = BuiltinKeyframer(pipe, steps=2, guidance=plain, candidates=2, check=check)
     mara = CharacterSpec("mara", {"colour": "red"})
     specs = [KeyframeSpec("forest", "day", "wide", "static", (mara,))] * 3
-    ref = IdentityReference(embeddings={one.encoder: check.encoder.embed(portrait(other_id()))[0]})
+    ref = IdentityReference(
+        embeddings={one.encoder: check.encoder.embed(portrait(Identity.from_index(17)))[0]}
+    )
     refs, seeds = [{"mara": ref}] * 3, [5, 6, 7]
     kept = two.draw(specs, refs, seeds)
     assert np.array_equal(kept, two.draw(specs, refs, seeds))  # deterministic
@@ -120,7 +131,3 @@ def test_the_keyframer_keeps_the_candidate_the_check_prefers(check):
     assert np.array_equal(kept, expected)
     with pytest.raises(ValueError, match="candidates must be at least 1, got 0"):
         BuiltinKeyframer(pipe, candidates=0)
-
-
-def other_id() -> Identity:
-    return Identity.from_index(17)
