@@ -17,6 +17,9 @@ movie), then `planner.planning.plan_many` plans and draws its keyframes. Setting
   cast member as its null, the decoder draws without identities) and the spec holds only the
   looks the screenplay's descriptions name (`named_traits`), not those casting chose;
 - `planner_identities_off`: the planner reads nulls, the decoder still gets identities;
+- `identities_off`: no identity embeddings anywhere (the planner reads nulls, the decoder draws
+  without identities), but the spec still holds every look casting chose: what the embeddings
+  add beyond the looks memory keeps as words;
 - `no_planner`: no planner: each keyframe from spec + identities + the tokens of the previous
   keyframe of its scene (`plan_keyframes(planner=None)`).
 
@@ -66,7 +69,7 @@ from reelsmith.world.dataset import DatasetSpec, build, random_brief, read
 from reelsmith.world.identity import Identity, cast_identities, named_traits
 from reelsmith.world.render import WorldConfig, WorldRenderer, place_of
 
-SETTINGS = ("planner", "memory_off", "planner_identities_off", "no_planner")
+SETTINGS = ("planner", "memory_off", "planner_identities_off", "identities_off", "no_planner")
 
 
 class WithoutIdentities:
@@ -185,6 +188,15 @@ def draw(setting, screenplays, cast, blind, keyframer, planner, **kwargs) -> lis
     """One setting's keyframes: a (T, H, W, 3) array per movie."""
     if setting == "memory_off":
         out = plan_many(screenplays, blind, WithoutIdentities(keyframer), planner, **kwargs)
+    elif setting == "identities_off":
+        out = plan_many(
+            screenplays,
+            cast,
+            WithoutIdentities(keyframer),
+            planner,
+            planner_identities=False,
+            **kwargs,
+        )
     else:
         out = plan_many(
             screenplays,
@@ -220,8 +232,8 @@ def main() -> None:
         "--candidates",
         type=int,
         default=1,
-        help="drawings per keyframe, the identity check keeping one (memory_off draws once: "
-        "without identities there is nothing to check against)",
+        help="drawings per keyframe, the identity check keeping one (memory_off and identities_off "
+        "draw once: without identities there is nothing to check against)",
     )
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
