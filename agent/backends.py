@@ -179,12 +179,13 @@ class Models:
 
         c = self.choice
         if c.builtin_keyframer:
-            from reelsmith.renderer.keyframe_pipeline import WEIGHTS
+            from reelsmith.renderer.keyframe_pipeline import DEFAULT_STEPS, WEIGHTS
 
             folder = c.keyframe_model if c.backend == "builtin" and c.keyframe_model else WEIGHTS
             model = {
                 "kind": "builtin",
                 "weights": model_fingerprint(folder),
+                "steps": DEFAULT_STEPS,
                 "candidates": self.keyframe_candidates,
             }
         else:
