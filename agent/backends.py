@@ -163,9 +163,8 @@ class Models:
     def __init__(self, choice: BackendChoice) -> None:
         self.choice = choice
         self.keyframe_batch = 16  # keyframes per keyframer call; halved on out-of-memory
-        self._lock = (
-            threading.RLock()
-        )  # a loader may need another model (the keyframer: the encoder)
+        # re-entrant: a loader may need another model (the keyframer's check: the encoder)
+        self._lock = threading.RLock()
         self._loaded: dict[str, object] = {}
         self._renderers: queue.Queue = queue.Queue()
         self._renderer_count = 0

@@ -160,9 +160,10 @@ def time_keyframer(pipe, candidates: int, steps: int, repeats: int, sync, device
     from reelsmith.renderer.keyframer import BuiltinKeyframer, IdentityReference
 
     keyframer = BuiltinKeyframer(pipe, steps=steps, candidates=candidates, device=device)
+    width = pipe.condition_encoder.config.identity_dim
     refs = {
         c.id: IdentityReference(
-            embeddings={keyframer.encoder: torch.nn.functional.normalize(torch.randn(64), dim=0)}
+            embeddings={keyframer.encoder: torch.nn.functional.normalize(torch.randn(width), dim=0)}
         )
         for c in SPEC.characters
     }

@@ -188,22 +188,13 @@ def draw(setting, screenplays, cast, blind, keyframer, planner, **kwargs) -> lis
     """One setting's keyframes: a (T, H, W, 3) array per movie."""
     if setting == "memory_off":
         out = plan_many(screenplays, blind, WithoutIdentities(keyframer), planner, **kwargs)
-    elif setting == "identities_off":
-        out = plan_many(
-            screenplays,
-            cast,
-            WithoutIdentities(keyframer),
-            planner,
-            planner_identities=False,
-            **kwargs,
-        )
     else:
         out = plan_many(
             screenplays,
             cast,
-            keyframer,
+            WithoutIdentities(keyframer) if setting == "identities_off" else keyframer,
             None if setting == "no_planner" else planner,
-            planner_identities=setting != "planner_identities_off",
+            planner_identities=setting not in ("planner_identities_off", "identities_off"),
             **kwargs,
         )
     return [np.stack([k.image for k in keyframes]) for keyframes in out]
