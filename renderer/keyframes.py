@@ -279,3 +279,38 @@ def with_detail(transformer: PixArtTransformer2DModel, width: int) -> KeyframeTr
             f"transformer does not fit a detail path: missing {missing}, unexpected {unexpected}"
         )
     return out.to(transformer.device)  # float32, as `transformer` is in training
+
+
+def deepened(transformer: PixArtTransformer2DModel, layers: int) -> PixArtTransformer2DModel:
+    """`transformer` (float32) grown to `layers` blocks, computing exactly what it did.
+
+    New blocks are spread evenly between the old ones. Each starts as a copy of the block before
+    it with its three output projections (self-attention, cross-attention, feed-forward) at zero,
+    so it adds nothing to the residual stream until training moves it (block expansion, as in
+    LLaMA Pro). A transformer of `layers` blocks is returned as it is.
+    """
+    if transformer.dtype != torch.float32:
+        raise ValueError(f"a transformer is deepened in float32, not {transformer.dtype}")
+    old = transformer.config.num_layers
+    if layers < old:
+        raise ValueError(f"layers={layers} would remove blocks from a transformer of {old}")
+    if layers == old:
+        return transformer
+    config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
+    out = type(transformer)(**{**config, "num_layers": layers})
+    state = {
+        k: v for k, v in transformer.state_dict().items() if not k.startswith("transformer_blocks.")
+    }
+    out.load_state_dict(state, strict=False)
+    # old block i goes to position place[i]; the new ones fill the gaps, after their source
+    place = [round(i * layers / old) for i in range(old)]
+    source = [max(i for i in range(old) if place[i] <= j) for j in range(layers)]
+    with torch.no_grad():
+        for j, i in enumerate(source):
+            block = out.transformer_blocks[j]
+            block.load_state_dict(transformer.transformer_blocks[i].state_dict())
+            if j not in place:
+                for proj in (block.attn1.to_out[0], block.attn2.to_out[0], block.ff.net[2]):
+                    proj.weight.zero_()
+                    proj.bias.zero_()
+    return out.to(transformer.device)

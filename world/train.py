@@ -39,12 +39,20 @@ from reelsmith.errors import InputError
 from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
 from reelsmith.numerics import settle
 from reelsmith.renderer.keyframe_pipeline import SCHEDULER, KeyframePipeline, make_pipeline
-from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec, spec_indices, with_detail
+from reelsmith.renderer.keyframes import (
+    CharacterSpec,
+    KeyframeSpec,
+    deepened,
+    spec_indices,
+    with_detail,
+)
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity, all_identities
 from reelsmith.world.render import portrait
 
 CONFIGS = Path(__file__).parent / "configs"
+# a shipped weight file stays under 16 MB: a larger model is saved in shards of at most this
+MAX_FILE = "15MB"
 MIN_PIXELS = 60  # characters smaller than this in a frame are not identity examples
 
 
@@ -287,6 +295,11 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         if width and not getattr(pipe.transformer.config, "detail_width", 0):
             pipe.register_modules(transformer=with_detail(pipe.transformer, width))
             log(f"keyframes: a detail path of {width} channels added (starting at zero)")
+        layers = cfg["model"].get("layers", pipe.transformer.config.num_layers)
+        if layers != pipe.transformer.config.num_layers:
+            old = pipe.transformer.config.num_layers
+            pipe.register_modules(transformer=deepened(pipe.transformer, layers))
+            log(f"keyframes: {layers - old} blocks added to the {old} (each starting at zero)")
     else:
         pipe = make_pipeline(**cfg["model"])
     parts = torch.nn.ModuleDict(
@@ -615,7 +628,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe.keyframe_encoder.to(torch.float16)
         pipe.condition_encoder.to(torch.float16)
         pipe.transformer.to(torch.float16)
-        pipe.save_pretrained(args.out)
+        pipe.save_pretrained(args.out, max_shard_size=MAX_FILE)
     record.update(
         config=cfg,
         commit=commit(),
