@@ -31,6 +31,7 @@ from reelsmith.renderer.keyframes import (
     KeyframeEncoder,
     KeyframeSpec,
     KeyframeTransformer,
+    deepened,
     patchify,
     spec_indices,
     unpatchify,
@@ -178,6 +179,46 @@ def test_a_detail_path_starts_as_the_plain_transformer_and_round_trips(pipe, tmp
     )
     with pytest.raises(ValueError, match="float16"):
         with_detail(copy.deepcopy(plain).to(torch.float16), 16)
+
+
+def test_a_deepened_transformer_starts_as_the_shallow_one_and_loads_from_shards(pipe, tmp_path):
+    torch.manual_seed(1)
+    shallow = make_pipeline(**{**TINY, "layers": 3}).transformer
+    with torch.no_grad():  # trained-looking blocks: every output projection non-zero
+        for p in shallow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    deep = deepened(shallow, 5)
+    assert deep.config.num_layers == 5 and deepened(deep, 5) is deep
+    x, t = torch.randn(2, 3, 16, 16), torch.tensor([900, 10])
+    cond = torch.randn(2, pipe.condition_encoder.length, TINY["condition_width"])
+    added = {"resolution": None, "aspect_ratio": None}
+
+    def predict(model):
+        with torch.no_grad():
+            return model(x, cond, t, added, return_dict=False)[0]
+
+    assert torch.equal(predict(deep), predict(shallow))
+    # the old blocks keep their order (at 0, 2, 3); the new ones (1, 4) copy the block before
+    # them, all but their output projections, which start at zero
+    old = [b.state_dict() for b in shallow.transformer_blocks]
+    new = [b.state_dict() for b in deep.transformer_blocks]
+    for j, i in ((0, 0), (2, 1), (3, 2)):
+        assert all(torch.equal(new[j][k], v) for k, v in old[i].items())
+    outputs = ("attn1.to_out.0.weight", "attn2.to_out.0.weight", "ff.net.2.weight")
+    for j, i in ((1, 0), (4, 2)):
+        assert all(new[j][k].count_nonzero() == 0 for k in outputs)
+        assert torch.equal(new[j]["attn1.to_q.weight"], old[i]["attn1.to_q.weight"])
+    with torch.no_grad():  # a trained new block changes the prediction
+        deep.transformer_blocks[1].ff.net[2].weight.normal_(std=0.1)
+    assert not torch.equal(predict(deep), predict(shallow))
+    deep.save_pretrained(tmp_path, max_shard_size="20KB")  # several files and their index
+    assert len(list(tmp_path.glob("*.safetensors"))) > 1
+    loaded = type(deep).from_pretrained(tmp_path)
+    assert loaded.config.num_layers == 5 and torch.equal(predict(loaded), predict(deep))
+    with pytest.raises(ValueError, match="layers=2 would remove"):
+        deepened(shallow, 2)
+    with pytest.raises(ValueError, match="float16"):
+        deepened(copy.deepcopy(shallow).to(torch.float16), 5)
 
 
 # -- 2. seeds ---------------------------------------------------------------------------
@@ -451,14 +492,19 @@ def test_shipped_models_have_the_documented_sizes(shipped, identity_encoder):
 
 def test_shipped_weights_are_small():
     mb = 1 << 20
-    for folder in ("renderer/weights", "memory/weights"):
+    for folder in ("renderer/weights", "memory/weights", "planner/weights"):
         files = sorted((ROOT / folder).rglob("*.safetensors"))
         assert files, folder
         for path in files:
             assert path.stat().st_size <= 16 * mb, path
     total = sum(
         path.stat().st_size
-        for folder in ("renderer/weights", "memory/weights", "evaluation/weights")
+        for folder in (
+            "renderer/weights",
+            "memory/weights",
+            "planner/weights",
+            "evaluation/weights",
+        )
         for path in (ROOT / folder).rglob("*")
         if path.is_file()
     )
