@@ -100,7 +100,9 @@ def _root(
 
 @app.command()
 def script(
-    prompt: str | None = typer.Argument(None, help="The idea, in a sentence or a page."),
+    prompt: str | None = typer.Argument(
+        None, help="The idea, in a sentence or a page (a screenplay file's path reads that file)."
+    ),
     source: Path | None = typer.Option(
         None, "--from", help="Import a screenplay: .fountain, .csv, .yaml/.yml or .json."
     ),
@@ -144,6 +146,7 @@ def script(
     from reelsmith.planner.writers.base import Brief
 
     # 1. check inputs before any work
+    prompt, source = _prompt_or_source(prompt, source)
     if (prompt is None) == (source is None):
         raise InputError("give either a PROMPT or --from FILE (not both)")
     out_format = fmt or (io.format_for(output) if output else "json")
@@ -209,7 +212,9 @@ def schema(
 
 @app.command()
 def make(
-    prompt: str | None = typer.Argument(None, help="The idea, in a sentence or a page."),
+    prompt: str | None = typer.Argument(
+        None, help="The idea, in a sentence or a page (a screenplay file's path reads that file)."
+    ),
     output: Path = typer.Option(
         ..., "--output", "-o", help="Run directory: new, empty, or a run of the same inputs."
     ),
@@ -268,6 +273,7 @@ def make(
 
     started = time.monotonic()
     # 1. check inputs, before anything is loaded or written
+    prompt, source = _prompt_or_source(prompt, source)
     if (prompt is None) == (source is None):
         raise InputError("give either a PROMPT or --from FILE (not both)")
     source_file = None
@@ -389,6 +395,28 @@ def status(
         print(f"edited: screenplay.json differs; `reelsmith resume {info['run']}` makes the edit")
     for name, path in info["paths"].items():
         print(f"{name + ':':<18}{path}")
+
+
+def _prompt_or_source(prompt: str | None, source: Path | None) -> tuple[str | None, Path | None]:
+    """A PROMPT that names a screenplay file is read as `--from` that file; one that only looks
+    like a screenplay's file name (one word with a screenplay's extension) but names no file is
+    an error, rather than the idea of a movie about a file name."""
+    from reelsmith.planner.io import READ_FORMATS
+
+    text = (prompt or "").strip()
+    if source is not None or Path(text).suffix.lower() not in READ_FORMATS:
+        return prompt, source
+    path = Path(text).expanduser()
+    if path.exists():  # a folder is read too: reading says what is wrong with it
+        if path.is_file():
+            err.print(f"reading the screenplay {path} (as --from {path})", soft_wrap=True)
+        return None, path
+    if not any(c.isspace() for c in text):
+        raise InputError(
+            f"{text}: no such file; a PROMPT is an idea in words, and a screenplay file is "
+            "read with --from FILE"
+        )
+    return prompt, source
 
 
 def _check_source(source: Path, **writing) -> tuple[str, bytes]:

@@ -104,6 +104,33 @@ def test_missing_file(tmp_path):
     assert_clean_failure(run("script", "--from", str(tmp_path / "nope.fountain")), "no such file")
 
 
+def test_a_prompt_naming_a_screenplay_file_reads_that_file(tmp_path):
+    source = Path(__file__).parent / "data" / "shotlists" / "harbour.yaml"
+    given = run("script", str(source), "--format", "json")
+    assert given.returncode == 0, given.stderr
+    assert f"as --from {source}" in given.stderr
+    assert given.stdout == run("script", "--from", str(source), "--format", "json").stdout
+    assert Screenplay.from_json(given.stdout).title == "The Harbour"
+    made = run("make", str(source), "-o", str(tmp_path / "run"), "--approve")
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "run" / "source.yaml").read_bytes() == source.read_bytes()
+    folder = tmp_path / "dir.fountain"
+    folder.mkdir()
+    assert_clean_failure(run("script", str(folder)), "is a folder")
+
+
+@pytest.mark.parametrize("command", ["script", "make"])
+def test_a_prompt_that_names_a_missing_screenplay_file_fails_cleanly(tmp_path, command):
+    out = tmp_path / "run"
+    result = run(command, "episode-2.fountain", "-o", str(out), cwd=tmp_path)
+    assert_clean_failure(result, "episode-2.fountain: no such file", "--from FILE")
+    assert not out.exists()
+    # words around a file name are an idea like any other
+    idea = run("script", "a fox reads story.json aloud", "--shots", "2", cwd=tmp_path)
+    assert idea.returncode == 0, idea.stderr
+    assert Screenplay.from_json(idea.stdout).num_shots == 2
+
+
 def test_unreadable_file(tmp_path):
     folder = tmp_path / "dir.json"
     folder.mkdir()
