@@ -34,7 +34,11 @@ Reading (Fountain -> Screenplay):
 - Characters: one per distinct cue (case-insensitive, extensions dropped), in order of
   first cue. The name is the cue in title case ("MR. STEEL" -> "Mr. Steel"), or as written
   when forced (`@McCLANE`); ids come from `unique_slug`, so STEEL and MR. STEEL stay two
-  people. Someone who never speaks is in the cast only if a note declares them.
+  people. Someone who never speaks is in the cast only if a note declares them. A
+  character's introduction gives its description: the first action that writes the cue
+  as a word, in its capitals, then a comma (after an optional parenthetical), then a phrase
+  starting with a lowercase letter: "MIRA (8), a small yellow mouse with a scarf, searches
+  the trees." -> "a small yellow mouse with a scarf" (up to the next , . ; : ! ? or dash).
 - Dialogue: each parenthetical starts a `DialogueLine`; extensions -> `extension` (CONT'D
   dropped); lyrics (`~`) get the parenthetical "singing" unless they have one; dual
   dialogue (`^`) is two speakers in one shot. Centered text is action. Notes, boneyard,
@@ -96,6 +100,11 @@ TIMES = {
     **dict.fromkeys(("DUSK", "EVENING", "SUNSET", "DAWN", "SUNRISE", "TWILIGHT"), TimeOfDay.dusk),
     **dict.fromkeys(("NIGHT", "NIGHTTIME", "MIDNIGHT"), TimeOfDay.night),
 }
+# a character's introduction: its cue in capitals, a comma, a description (group 1)
+INTRODUCTION = (
+    r"(?<![\w@]){}(?![\w])(?:\s*\([^()\n]{{0,40}}\))?\s*,\s+"
+    r"([a-z][^,.;:!?\u2014]{{0,300}}?)\s*(?:[,.;:!?\u2014]|\n\n|\s--|\s-\s|$)"
+)
 SAME_TIME = frozenset({"CONTINUOUS", "LATER", "SAME", "SIMULTANEOUS"})
 OFF_SCREEN = frozenset({"VO", "OS", "OC", "OFF", "OFFSCREEN", "OFFCAMERA", "VOICEOVER"})
 NOT_EXTENSIONS = frozenset({"CONTD", "CONT", "CONTINUED", "CONTINUING", "MORE"})
@@ -173,6 +182,7 @@ class _Cast:
 
     def __init__(self, notes: list[syntax.Note], source: str):
         self.characters: list[dict] = []
+        self.cues: dict[str, str] = {}  # character id -> its first cue as written, if no note
         self._ids: dict[str, str] = {}  # cue key -> character id
         self._taken: set[str] = set()
         for note in notes:
@@ -195,7 +205,17 @@ class _Cast:
             name = dialogue.cue if dialogue.forced else syntax.display_name(dialogue.cue)
             self._ids[key] = unique_slug(name, self._taken, "character")
             self.characters.append({"id": self._ids[key], "name": name})
+            self.cues[self._ids[key]] = dialogue.cue
         return self._ids[key]
+
+    def introduce(self, actions: list[str]) -> None:
+        """Describe each character of a cue (not of a note) by its introduction in `actions`,
+        the action paragraphs in story order."""
+        text = "\n\n".join(actions)
+        for character in self.characters:
+            cue = self.cues.get(character["id"])
+            if cue and (found := re.search(INTRODUCTION.format(re.escape(cue)), text)):
+                character["description"] = _flat(found[1])
 
 
 @dataclass
@@ -287,6 +307,7 @@ class _Reader:
 
     def finish(self, title_page: dict[str, str], source: str) -> dict:
         """The screenplay as data for `Screenplay.from_data`, notes applied."""
+        self.cast.introduce([shot.action for scene in self.scenes for shot in scene.shots])
         names = _Names(self.cast.characters)
         headed = [s.heading for s in self.scenes if s.heading]
         opening = _place(headed[0], TimeOfDay.day) if headed else None

@@ -189,6 +189,37 @@ def test_characters_are_distinct_and_stable_across_scenes():
     assert speakers.count("brick") == 2  # BRICK (CONT'D) in scene 1 and BRICK in scene 3
 
 
+def test_a_characters_introduction_in_the_action_is_its_description():
+    screenplay = parse(
+        "EXT. FOREST - NIGHT\n\nMira looks up. MIRA (8), a small yellow mouse\nwith a scarf, "
+        "searches the trees.\n\nMIRA\nWhere?\n\nBO, a tall blue robot - rusty - walks in."
+        "\n\nBO\nThere.\n\nEXT. BEACH - DAY\n\nMIRA, a pirate now, runs.\n\nMIRA\nCome!\n\n"
+        "ADA\nWait.\n\nADA, BO and MIRA sit.\n\nZED\nHm.\n\nZEDDY, a cat, naps.\n"
+    )
+    described = {c.id: c.description for c in screenplay.characters}
+    # the first introduction counts, across line breaks, up to , . or a dash; a list of names
+    # (a capital after the comma), a name in lowercase or another word are not introductions
+    assert described == {
+        "mira": "a small yellow mouse with a scarf",
+        "bo": "a tall blue robot",
+        "ada": "",
+        "zed": "",
+    }
+    # a character note says what the character is, whatever the action says
+    noted = parse(
+        '[[reelsmith character: {"id": "mira", "name": "Mira", "description": "a grey owl"}]]'
+        "\n\nEXT. FOREST - NIGHT\n\nMIRA, a small yellow mouse, waits.\n\nMIRA\nHi.\n"
+    )
+    assert [c.description for c in noted.characters] == ["a grey owl"]
+    # and a screenplay whose description is not its introduction still reads back as itself
+    plain = parse("EXT. FOREST - NIGHT\n\nMIRA, a small yellow mouse, waits.\n\nMIRA\nHi.\n")
+    changed = plain.model_copy(
+        update={"characters": [plain.characters[0].model_copy(update={"description": ""})]}
+    )
+    assert parse(dumps(changed)) == changed and parse(dumps(plain)) == plain
+    assert "[[reelsmith character" not in dumps(plain)
+
+
 @pytest.mark.parametrize(
     ("cue", "name", "character_id"),
     [
