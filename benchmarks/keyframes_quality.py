@@ -92,7 +92,7 @@ def batched(pipe, specs, tokens, identities, seeds, guidance, steps, batch):
 
 def draw_kept(check, identities, candidates, pipe, specs, tokens, seeds, guidance, args):
     """Each keyframe drawn `candidates` times, the identity check keeping one (`draw_best`)
-    -> (the kept drawings, the first candidates alone, or None with one candidate)."""
+    -> (the kept drawings, all of them (candidates, B, H, W, 3))."""
     n = candidates
     kept, drawings = draw_best(
         check,
@@ -110,7 +110,29 @@ def draw_kept(check, identities, candidates, pipe, specs, tokens, seeds, guidanc
         [[row[c.id] for c in spec.characters] for spec, row in zip(specs, identities, strict=True)],
         n,
     )
-    return kept, None if n == 1 else drawings[0]
+    return kept, drawings
+
+
+def judges_choice(judge, drawings: np.ndarray, items: list[dict], seen: set) -> dict:
+    """What a perfect check would keep of the candidates (`drawings`, candidate-major),
+    scored: an upper bound for any check, not a path of the product."""
+    verdicts = [judge_frames(judge, torch.from_numpy(d)) for d in drawings]
+    return score_verdicts(best_verdicts(verdicts, items), items, seen)
+
+
+def best_verdicts(verdicts: list[list], items: list[dict]) -> list:
+    """Per keyframe, the verdict of the candidate in which the judge finds the most of its
+    visible characters less its false detections; the earlier candidate on a tie."""
+    chosen = []
+    for i, item in enumerate(items):
+        want = {item["identities"][c] for c in item["visible"]}
+        cast = set(item["identities"].values())
+        merits = []
+        for k, candidate in enumerate(verdicts):
+            got = {d.identity for d in candidate[i].detections}
+            merits.append((len(want & got) - len(got - cast), -k))
+        chosen.append(verdicts[-max(merits)[1]][i])
+    return chosen
 
 
 def score(judge, frames: np.ndarray, items: list[dict], seen: set | None = None) -> dict:
@@ -342,7 +364,7 @@ def main() -> None:
     tokens = pipe.encode(truth)
     report["reconstruction_by_guidance"] = {}
     for n, text in enumerate(args.reconstruction_guidance or [""]):
-        drawn, alone = draw_kept(
+        drawn, drawings = draw_kept(
             check, identities, args.candidates, pipe, specs, tokens, seeds, text, args
         )
         verdicts = judge_frames(judge, torch.from_numpy(drawn))
@@ -351,8 +373,9 @@ def main() -> None:
             np.mean((drawn.astype(np.float32) - truth.astype(np.float32)) ** 2) / 255**2
         )
         report["reconstruction_by_guidance"][text or "default"] = numbers
-        if alone is not None:  # the first candidate alone: what one drawing gets
-            numbers["one_candidate"] = score(judge, alone, items, seen)
+        if args.candidates > 1:  # the first candidate alone: what one drawing gets
+            numbers["one_candidate"] = score(judge, drawings[0], items, seen)
+            numbers["judges_choice"] = judges_choice(judge, drawings, items, seen)
         if n == 0:
             decoded, report["reconstruction"] = drawn, numbers
             found = {"truth": seen, "reconstruction": found_pairs(verdicts, items)}
@@ -360,15 +383,14 @@ def main() -> None:
     # 4. no tokens: spec + identities alone
     report["no_tokens"] = {}
     for text in [] if args.skip_no_tokens else args.no_token_guidance or [""]:
-        drawn, alone = draw_kept(
+        drawn, drawings = draw_kept(
             check, identities, args.candidates, pipe, specs, None, seeds, text, args
         )
         verdicts = judge_frames(judge, torch.from_numpy(drawn))
-        report["no_tokens"][text or "default"] = score_verdicts(verdicts, items, seen)
-        if alone is not None:
-            report["no_tokens"][text or "default"]["one_candidate"] = score(
-                judge, alone, items, seen
-            )
+        numbers = report["no_tokens"][text or "default"] = score_verdicts(verdicts, items, seen)
+        if args.candidates > 1:
+            numbers["one_candidate"] = score(judge, drawings[0], items, seen)
+            numbers["judges_choice"] = judges_choice(judge, drawings, items, seen)
         found.setdefault("no_tokens", found_pairs(verdicts, items))
     report["seconds"] = round(time.time() - started, 1)
     print_report(report, args.json)

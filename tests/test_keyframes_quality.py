@@ -1,4 +1,4 @@
-"""The keyframe benchmark's sampler option: the shipped scheduler's config, changed as asked."""
+"""The keyframe benchmark's helpers: the sampler option, the pairs it scores, the best candidate."""
 
 import pytest
 from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
@@ -51,3 +51,26 @@ def test_found_pairs_are_the_visible_characters_the_judge_finds():
         FrameVerdict([Detection(a, 0.9, box), Detection(c, 0.7, box)], "forest", "day", "wide"),
     ]
     assert found_pairs(verdicts, items) == {(0, "mara"), (1, "cal")}
+
+
+def test_the_judges_choice_is_the_candidate_with_most_characters_found_and_fewest_false():
+    from reelsmith.evaluation.judges import Detection, FrameVerdict
+    from reelsmith.world.identity import Identity
+
+    best_verdicts = load_benchmark("keyframes_quality").best_verdicts
+    a, b, c = (Identity.from_index(i) for i in (0, 5, 9))
+    items = [
+        {"identities": {"mara": a, "ben": b}, "visible": {"mara", "ben"}},
+        {"identities": {"mara": a}, "visible": {"mara"}},
+        {"identities": {"mara": a}, "visible": {"mara"}},
+    ]
+    box = (0.0, 0.0, 1.0, 1.0)
+
+    def verdict(*found):
+        return FrameVerdict([Detection(i, 0.9, box) for i in found], "forest", "day", "wide")
+
+    first = [verdict(a), verdict(a, c), verdict(a)]
+    second = [verdict(a, b), verdict(a), verdict(a)]
+    chosen = best_verdicts([first, second], items)
+    # both found beat one; no false detection beats one; on a tie, the earlier candidate
+    assert chosen[0] is second[0] and chosen[1] is second[1] and chosen[2] is first[2]
