@@ -146,11 +146,8 @@ def test_patchify_inverts_pixarts_unpatchify():
     assert torch.equal(patchify(pixels, 4), tokens)
 
 
-def test_a_detail_path_starts_as_the_plain_transformer_and_round_trips(pipe, tmp_path):
-    plain = pipe.transformer
-    detailed = with_detail(plain, 16)
-    assert isinstance(detailed, KeyframeTransformer) and detailed.config.detail_width == 16
-    assert with_detail(detailed, 32) is detailed
+def predictor(pipe):
+    """model -> its prediction for one fixed noisy batch, timesteps and condition sequence."""
     x, t = torch.randn(2, 3, 16, 16), torch.tensor([900, 10])
     cond = torch.randn(2, pipe.condition_encoder.length, TINY["condition_width"])
     added = {"resolution": None, "aspect_ratio": None}
@@ -159,6 +156,15 @@ def test_a_detail_path_starts_as_the_plain_transformer_and_round_trips(pipe, tmp
         with torch.no_grad():
             return model(x, cond, t, added, return_dict=False)[0]
 
+    return predict
+
+
+def test_a_detail_path_starts_as_the_plain_transformer_and_round_trips(pipe, tmp_path):
+    plain = pipe.transformer
+    detailed = with_detail(plain, 16)
+    assert isinstance(detailed, KeyframeTransformer) and detailed.config.detail_width == 16
+    assert with_detail(detailed, 32) is detailed
+    predict = predictor(pipe)
     assert torch.equal(predict(detailed), predict(plain))
     with torch.no_grad():  # a trained path changes the prediction, locally
         torch.nn.init.normal_(detailed.proj_out.detail_out.weight, std=0.1)
@@ -189,14 +195,7 @@ def test_a_deepened_transformer_starts_as_the_shallow_one_and_loads_from_shards(
             p.add_(0.05 * torch.randn_like(p))
     deep = deepened(shallow, 5)
     assert deep.config.num_layers == 5 and deepened(deep, 5) is deep
-    x, t = torch.randn(2, 3, 16, 16), torch.tensor([900, 10])
-    cond = torch.randn(2, pipe.condition_encoder.length, TINY["condition_width"])
-    added = {"resolution": None, "aspect_ratio": None}
-
-    def predict(model):
-        with torch.no_grad():
-            return model(x, cond, t, added, return_dict=False)[0]
-
+    predict = predictor(pipe)
     assert torch.equal(predict(deep), predict(shallow))
     # the old blocks keep their order (at 0, 2, 3); the new ones (1, 4) copy the block before
     # them, all but their output projections, which start at zero
