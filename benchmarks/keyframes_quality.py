@@ -113,11 +113,15 @@ def draw_kept(check, identities, candidates, pipe, specs, tokens, seeds, guidanc
     return kept, drawings
 
 
-def judges_choice(judge, drawings: np.ndarray, items: list[dict], seen: set) -> dict:
-    """What a perfect check would keep of the candidates (`drawings`, candidate-major),
-    scored: an upper bound for any check, not a path of the product."""
+def candidate_numbers(judge, drawings: np.ndarray, items: list[dict], seen: set) -> dict:
+    """Every candidate (`drawings`, candidate-major) judged once -> the first candidate alone
+    (what one drawing gets) and the judge's own choice among them (what a perfect check would
+    keep: an upper bound for any check, not a path of the product)."""
     verdicts = [judge_frames(judge, torch.from_numpy(d)) for d in drawings]
-    return score_verdicts(best_verdicts(verdicts, items), items, seen)
+    return {
+        "one_candidate": score_verdicts(verdicts[0], items, seen),
+        "judges_choice": score_verdicts(best_verdicts(verdicts, items), items, seen),
+    }
 
 
 def best_verdicts(verdicts: list[list], items: list[dict]) -> list:
@@ -128,10 +132,10 @@ def best_verdicts(verdicts: list[list], items: list[dict]) -> list:
         want = {item["identities"][c] for c in item["visible"]}
         cast = set(item["identities"].values())
         merits = []
-        for k, candidate in enumerate(verdicts):
+        for candidate in verdicts:
             got = {d.identity for d in candidate[i].detections}
-            merits.append((len(want & got) - len(got - cast), -k))
-        chosen.append(verdicts[-max(merits)[1]][i])
+            merits.append(len(want & got) - len(got - cast))
+        chosen.append(verdicts[merits.index(max(merits))][i])
     return chosen
 
 
@@ -373,9 +377,8 @@ def main() -> None:
             np.mean((drawn.astype(np.float32) - truth.astype(np.float32)) ** 2) / 255**2
         )
         report["reconstruction_by_guidance"][text or "default"] = numbers
-        if args.candidates > 1:  # the first candidate alone: what one drawing gets
-            numbers["one_candidate"] = score(judge, drawings[0], items, seen)
-            numbers["judges_choice"] = judges_choice(judge, drawings, items, seen)
+        if args.candidates > 1:
+            numbers.update(candidate_numbers(judge, drawings, items, seen))
         if n == 0:
             decoded, report["reconstruction"] = drawn, numbers
             found = {"truth": seen, "reconstruction": found_pairs(verdicts, items)}
@@ -389,8 +392,7 @@ def main() -> None:
         verdicts = judge_frames(judge, torch.from_numpy(drawn))
         numbers = report["no_tokens"][text or "default"] = score_verdicts(verdicts, items, seen)
         if args.candidates > 1:
-            numbers["one_candidate"] = score(judge, drawings[0], items, seen)
-            numbers["judges_choice"] = judges_choice(judge, drawings, items, seen)
+            numbers.update(candidate_numbers(judge, drawings, items, seen))
         found.setdefault("no_tokens", found_pairs(verdicts, items))
     report["seconds"] = round(time.time() - started, 1)
     print_report(report, args.json)

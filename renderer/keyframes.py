@@ -263,6 +263,12 @@ class KeyframeTransformer(PixArtTransformer2DModel):
             )
 
 
+def settings(transformer: PixArtTransformer2DModel) -> dict:
+    """The arguments that build another transformer like `transformer` (its config, without
+    diffusers' own `_` entries)."""
+    return {k: v for k, v in transformer.config.items() if not k.startswith("_")}
+
+
 def with_detail(transformer: PixArtTransformer2DModel, width: int) -> KeyframeTransformer:
     """`transformer` (float32) with a detail path of `width` channels added, computing exactly
     what it did (the path's last layer is zero); a transformer that has one is returned as it
@@ -271,8 +277,7 @@ def with_detail(transformer: PixArtTransformer2DModel, width: int) -> KeyframeTr
         raise ValueError(f"a detail path is added in float32, not {transformer.dtype}")
     if getattr(transformer.config, "detail_width", 0):
         return transformer
-    config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
-    out = KeyframeTransformer(**config, detail_width=width)
+    out = KeyframeTransformer(**settings(transformer), detail_width=width)
     missing, unexpected = out.load_state_dict(transformer.state_dict(), strict=False)
     if unexpected or any(".detail_" not in k for k in missing):
         raise ValueError(
@@ -296,8 +301,7 @@ def deepened(transformer: PixArtTransformer2DModel, layers: int) -> PixArtTransf
         raise ValueError(f"layers={layers} would remove blocks from a transformer of {old}")
     if layers == old:
         return transformer
-    config = {k: v for k, v in transformer.config.items() if not k.startswith("_")}
-    out = type(transformer)(**{**config, "num_layers": layers})
+    out = type(transformer)(**{**settings(transformer), "num_layers": layers})
     state = {
         k: v for k, v in transformer.state_dict().items() if not k.startswith("transformer_blocks.")
     }

@@ -295,9 +295,9 @@ def train_keyframes(cfg: dict, data: dict, held: dict, embeddings, device, log, 
         if width and not getattr(pipe.transformer.config, "detail_width", 0):
             pipe.register_modules(transformer=with_detail(pipe.transformer, width))
             log(f"keyframes: a detail path of {width} channels added (starting at zero)")
-        layers = cfg["model"].get("layers", pipe.transformer.config.num_layers)
-        if layers != pipe.transformer.config.num_layers:
-            old = pipe.transformer.config.num_layers
+        # model.layers above the init's grows it; at or below, the init keeps its own blocks
+        old, layers = pipe.transformer.config.num_layers, cfg["model"].get("layers", 0)
+        if layers > old:
             pipe.register_modules(transformer=deepened(pipe.transformer, layers))
             log(f"keyframes: {layers - old} blocks added to the {old} (each starting at zero)")
     else:
