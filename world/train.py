@@ -12,6 +12,8 @@ the same data; on a GPU the training itself is only as deterministic as its kern
 
 - identity: `memory.identity.IdentityEncoder`, contrastive between character crops and
   portraits; every tenth identity is held out and its retrieval accuracy reported.
+- looks: `renderer.looks.LooksReader`, each trait of a character's crop classified; its
+  held-out accuracy per trait is reported on other keyframes' exact crops.
 - keyframes: `renderer.KeyframePipeline` (tokenizer + condition encoder + DiT decoder) as a
   diffusion autoencoder, with each condition dropped at random for classifier-free guidance, and
   portraits of all identities mixed in. Identity conditions are the trained identity encoder's
@@ -46,6 +48,7 @@ from reelsmith.renderer.keyframes import (
     spec_indices,
     with_detail,
 )
+from reelsmith.renderer.looks import LooksReader
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.identity import Identity, all_identities
 from reelsmith.world.render import portrait
@@ -278,6 +281,74 @@ def evaluate_identity(model, held: dict, gallery, held_out, device) -> dict:
         sub = (query[mask] @ bank[held_ix].T).argmax(1)
         out["held_out_top1_among_held_out"] = float((held_ix[sub] == truth[mask]).float().mean())
     out["held_out_identities"] = int(held_out.sum())
+    return out
+
+
+# -- looks reader ------------------------------------------------------------------------
+
+
+def trait_table(reader: LooksReader) -> torch.Tensor:
+    """(1080, traits) each identity's value index per trait, in the reader's vocabulary."""
+    looks = [identity.to_dict() for identity in all_identities()]
+    return torch.stack(list(reader.labels(looks).values()), -1)
+
+
+def train_looks(cfg: dict, data: dict, held: dict, device, log) -> tuple[LooksReader, dict]:
+    """Every trait of a character's crop as a softmax over its values. Boxes are jittered by
+    `train.jitter` of their size; `train.soft` of the crops are scaled down by a quarter and
+    back up, as blurred as a figure the keyframe decoder draws."""
+    t = cfg["train"]
+    model = LooksReader(**cfg["model"]).to(device)
+    res = model.config.resolution
+    table = trait_table(model).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=t["lr"], weight_decay=t["weight_decay"])
+    objects, images = data["objects"].to(device), data["images"].to(device)
+    g = torch.Generator(device=device).manual_seed(t["seed"])
+    losses = []
+    for step in range(t["steps"]):
+        set_lr(opt, lr_at(step, t["steps"], t["lr"], t["warmup"]))
+        rows = torch.randint(0, len(objects), (t["batch"],), device=device, generator=g)
+        o = objects[rows]
+        crops = crop_boxes(images[o[:, 0].long()], jittered_boxes(o, t["jitter"], g), res)
+        soft = torch.rand(len(crops), device=device, generator=g) < t["soft"]
+        small = F.interpolate(crops, scale_factor=0.75, mode="bilinear", antialias=True)
+        crops = torch.where(
+            soft[:, None, None, None], F.interpolate(small, size=res, mode="bilinear"), crops
+        )
+        labels = table[o[:, 5].long()]
+        with torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(crops)
+        loss = sum(F.cross_entropy(x.float(), labels[:, k]) for k, x in enumerate(logits.values()))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if step % 200 == 0 or step == t["steps"] - 1:
+            log(f"looks step {step} loss {loss.item():.4f}")
+    model.eval()
+    numbers = evaluate_looks(model, held, table, device)
+    log(f"looks held-out: {json.dumps(numbers)}")
+    return model, {"losses": losses[:: max(1, len(losses) // 200)], "held_out": numbers}
+
+
+@torch.no_grad()
+def evaluate_looks(model: LooksReader, held: dict, table: torch.Tensor, device) -> dict:
+    """Per trait, the share of held-out crops (exact boxes) read right, and of all four."""
+    o = held["objects"].to(device)
+    crops = crop_boxes(
+        held["images"].to(device)[o[:, 0].long()], o[:, 1:5], model.config.resolution
+    )
+    logits = [model(chunk) for chunk in crops.split(512)]
+    labels = table[o[:, 5].long()]
+    right = torch.stack(
+        [
+            torch.cat([x[name] for x in logits]).argmax(-1) == labels[:, k]
+            for k, name in enumerate(model.traits)
+        ],
+        -1,
+    )
+    out = {"crops": len(o), "all_traits": float(right.all(-1).float().mean())}
+    out.update({name: float(right[:, k].float().mean()) for k, name in enumerate(model.traits)})
     return out
 
 
@@ -571,7 +642,8 @@ def commit(here: Path = Path(__file__).parent) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train a built-in reelsmith model.")
     parser.add_argument(
-        "model", choices=("identity", "keyframes", "planner", "shots", "motion", "segmenter")
+        "model",
+        choices=("identity", "looks", "keyframes", "planner", "shots", "motion", "segmenter"),
     )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("/tmp/reelsmith-data"))
@@ -614,6 +686,9 @@ def main(argv: list[str] | None = None) -> None:
     log(f"loaded {len(data['images'])} train and {len(held['images'])} held-out keyframes")
     if args.model == "identity":
         model, record = train_identity(cfg, data, held, device, log)
+        save_half(model, args.out)
+    elif args.model == "looks":
+        model, record = train_looks(cfg, data, held, device, log)
         save_half(model, args.out)
     else:
         encoder = load_identity_encoder(args.identity).to(device)

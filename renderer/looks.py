@@ -1,0 +1,104 @@
+"""The looks reader: a character's crop -> how likely each of its looks is.
+
+Memory keeps every character's looks (shape, colour, accessory, pattern), and each keyframe's
+spec spells them out. When the built-in keyframer draws a keyframe several times, the drawing
+to keep is the one whose figures show their characters' looks (`renderer.identity_check`). The
+identity encoder compares a figure with a portrait as a whole and, at the size of a small
+figure in a 64-pixel frame, barely tells spots from stripes; this reader names each trait. It
+is trained on storyworld keyframes' ground truth (`python -m reelsmith.world.train looks`):
+crops of the characters, their boxes jittered and half of them softened as a decoder draws,
+each trait a softmax over its vocabulary. Its vocabulary is part of its config, so the labels
+travel with the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+from reelsmith.planner import vocabulary
+
+WEIGHTS = Path(__file__).parent / "weights" / "looks"
+TRAITS = {
+    "shape": list(vocabulary.SHAPES),
+    "colour": list(vocabulary.COLOURS),
+    "accessory": list(vocabulary.ACCESSORIES),
+    "pattern": list(vocabulary.PATTERNS),
+}
+
+
+def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU())
+
+
+class LooksReader(ModelMixin, ConfigMixin):
+    """A small CNN: crops (B, 3, r, r) in [-1, 1] -> per trait, logits over its values."""
+
+    @register_to_config
+    def __init__(
+        self,
+        resolution: int = 32,
+        width: int = 48,
+        traits: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.traits = {name: list(values) for name, values in (traits or TRAITS).items()}
+        self.register_to_config(traits=self.traits)  # the labels travel with the weights
+        w = width
+        self.body = nn.Sequential(
+            _block(3, w, 1),
+            _block(w, w, 2),
+            _block(w, 2 * w, 1),
+            _block(2 * w, 2 * w, 2),
+            _block(2 * w, 4 * w, 2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(4 * w, sum(len(v) for v in self.traits.values()))
+
+    def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.head(self.body(pixels)).split([len(v) for v in self.traits.values()], -1)
+        return dict(zip(self.traits, logits, strict=True))
+
+    def labels(self, looks: Sequence[Mapping[str, str]]) -> dict[str, torch.Tensor]:
+        """Looks -> per trait, each one's value index (B,); -1 where it is not named or not in
+        this reader's vocabulary (such a trait counts for nothing)."""
+        return {
+            name: torch.tensor(
+                [values.index(x[name]) if x.get(name) in values else -1 for x in looks]
+            )
+            for name, values in self.traits.items()
+        }
+
+    @torch.no_grad()
+    def likelihood(self, pixels: torch.Tensor, looks: Sequence[Mapping[str, str]]) -> torch.Tensor:
+        """Crops (F, 3, r, r) and C characters' looks -> (C, F): the probability that each
+        figure shows every named look of each character (the product over traits)."""
+        wanted = self.labels(looks)
+        total = torch.zeros(len(looks), len(pixels))
+        if len(pixels) == 0:
+            return total
+        for name, logits in self(pixels.to(self.device, self.dtype)).items():
+            logp = F.log_softmax(logits.float(), -1).cpu()  # (F, values)
+            index = wanted[name]
+            named = index >= 0
+            total[named] += logp[:, index[named]].T
+        return total.exp()
+
+
+def load_looks_reader(path: str | Path | None = None) -> LooksReader:
+    """The looks reader from a `save_pretrained` folder; the shipped one by default."""
+    from reelsmith.errors import InputError
+    from reelsmith.numerics import settle
+
+    folder = Path(path) if path is not None else WEIGHTS
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: no looks reader there (config.json is missing)")
+    settle()
+    return LooksReader.from_pretrained(folder, dtype=torch.float32).eval()
