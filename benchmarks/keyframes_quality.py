@@ -109,6 +109,7 @@ def draw_kept(check, identities, candidates, pipe, specs, tokens, seeds, guidanc
         seeds,
         [[row[c.id] for c in spec.characters] for spec, row in zip(specs, identities, strict=True)],
         n,
+        [[dict(c.looks) for c in spec.characters] for spec in specs],
     )
     return kept, drawings
 
@@ -289,6 +290,13 @@ def main() -> None:
         help="draw each keyframe this many times and keep the drawing whose figures match the "
         "characters' identity embeddings best (`renderer.identity_check`, the product's check)",
     )
+    parser.add_argument(
+        "--check",
+        choices=("looks", "identity"),
+        default="identity",
+        help="what the check keeps a drawing by: its figures' identity embeddings (the "
+        "product's check) or, where the spec names them, their looks (the looks reader)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -316,7 +324,11 @@ def main() -> None:
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     encoder = load_identity_encoder(args.identity).to(args.device)
-    check = IdentityCheck.load(args.device, encoder=encoder) if args.candidates > 1 else None
+    check = (
+        IdentityCheck.load(args.device, encoder=encoder, looks=args.check == "looks")
+        if args.candidates > 1
+        else None
+    )
     judge = load_judge("frame").to(args.device)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp) / "held-out"

@@ -228,6 +228,13 @@ def main() -> None:
     )
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
+    parser.add_argument(
+        "--check",
+        choices=("looks", "identity"),
+        default="identity",
+        help="what the check keeps a drawing by: its figures' identity embeddings (the "
+        "product's check) or, where the spec names them, their looks (the looks reader)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--describe", choices=("all", "partial"), default="all", help="what descriptions name"
@@ -250,7 +257,11 @@ def main() -> None:
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     encoder = load_identity_encoder().to(args.device)
-    check = IdentityCheck.load(args.device, encoder=encoder) if args.candidates > 1 else None
+    check = (
+        IdentityCheck.load(args.device, encoder=encoder, looks=args.check == "looks")
+        if args.candidates > 1
+        else None
+    )
     keyframer = BuiltinKeyframer(
         pipe,
         steps=args.steps,

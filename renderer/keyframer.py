@@ -65,7 +65,8 @@ class BuiltinKeyframer:
 
     With `candidates` > 1, `draw` draws each keyframe that many times (candidate k from
     `identity_check.candidate_seed(seed, k)`, the first from the seed itself) and keeps the
-    drawing `check` (an `IdentityCheck`; the shipped one by default) scores highest.
+    drawing `check` (an `IdentityCheck`; the shipped one by default) scores highest; the
+    specs' looks go to it too, for a check with a looks reader.
     Portraits are drawn once.
     """
 
@@ -145,6 +146,7 @@ class BuiltinKeyframer:
             seeds,
             [list(row.values()) for row in embeddings],
             n,
+            [[dict(c.looks) for c in spec.characters] for spec in specs],
         )
         return kept
 

@@ -45,11 +45,14 @@ class LooksReader(ModelMixin, ConfigMixin):
         self,
         resolution: int = 32,
         width: int = 48,
-        traits: Mapping[str, Sequence[str]] | None = None,
+        traits: Mapping[str, Sequence[str]] | Sequence[Sequence] | None = None,
     ) -> None:
         super().__init__()
-        self.traits = {name: list(values) for name, values in (traits or TRAITS).items()}
-        self.register_to_config(traits=self.traits)  # the labels travel with the weights
+        pairs = (traits or TRAITS).items() if isinstance(traits or TRAITS, Mapping) else traits
+        self.traits = {name: list(values) for name, values in pairs}
+        # the labels travel with the weights, as [name, values] pairs: a config is saved with
+        # its keys sorted, and the head's logits are in this order
+        self.register_to_config(traits=[[name, values] for name, values in self.traits.items()])
         w = width
         self.body = nn.Sequential(
             _block(3, w, 1),
@@ -77,19 +80,29 @@ class LooksReader(ModelMixin, ConfigMixin):
         }
 
     @torch.no_grad()
-    def likelihood(self, pixels: torch.Tensor, looks: Sequence[Mapping[str, str]]) -> torch.Tensor:
-        """Crops (F, 3, r, r) and C characters' looks -> (C, F): the probability that each
-        figure shows every named look of each character (the product over traits)."""
-        wanted = self.labels(looks)
-        total = torch.zeros(len(looks), len(pixels))
+    def log_probs(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Crops (F, 3, r, r) -> per trait, float32 log-probabilities (F, values) on the CPU."""
         if len(pixels) == 0:
-            return total
-        for name, logits in self(pixels.to(self.device, self.dtype)).items():
-            logp = F.log_softmax(logits.float(), -1).cpu()  # (F, values)
+            return {name: torch.zeros(0, len(values)) for name, values in self.traits.items()}
+        logits = self(pixels.to(self.device, self.dtype))
+        return {name: F.log_softmax(x.float(), -1).cpu() for name, x in logits.items()}
+
+    def likelihood(
+        self, log_probs: Mapping[str, torch.Tensor], looks: Sequence[Mapping[str, str]]
+    ) -> torch.Tensor:
+        """`log_probs` of F figures and C characters' looks -> (C, F): the probability that
+        each figure shows every look named of each character (1 where none is named)."""
+        wanted = self.labels(looks)
+        total = torch.zeros(len(looks), len(next(iter(log_probs.values()))))
+        for name, logp in log_probs.items():
             index = wanted[name]
             named = index >= 0
             total[named] += logp[:, index[named]].T
         return total.exp()
+
+    def knows(self, looks: Mapping[str, str]) -> bool:
+        """Whether `looks` names any trait this reader reads."""
+        return any(looks.get(name) in values for name, values in self.traits.items())
 
 
 def load_looks_reader(path: str | Path | None = None) -> LooksReader:

@@ -3,6 +3,8 @@ segmenter and identity encoder on storyworld keyframes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,12 @@ from reelsmith.world.render import portrait
 @pytest.fixture(scope="module")
 def check() -> IdentityCheck:
     return IdentityCheck.load()
+
+
+@pytest.fixture(scope="module")
+def looks_check(check) -> IdentityCheck:
+    """The check with the shipped looks reader."""
+    return IdentityCheck.load(encoder=check.encoder, looks=True)
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +105,57 @@ def test_draw_best_keeps_the_drawing_with_the_right_character(check, keyframes):
     assert np.array_equal(kept[0], wrong["image"])
 
 
-def test_scores_want_a_reference_list_per_frame(check, keyframes):
+def test_scores_want_a_reference_list_per_frame(check, looks_check, keyframes):
     with pytest.raises(ValueError, match="2 frames need as many reference lists, not 1"):
         check.scores(np.stack([keyframes[0]["image"]] * 2), [[]])
+    frame = keyframes[0]
+    refs = embed(check, frame["identities"])
+    assert check.looks is None and looks_check.looks is not None  # looks only when asked
+    with pytest.raises(ValueError, match="1 frames need as many reference lists and looks"):
+        looks_check.scores(frame["image"][None], [refs], [[], []])
+    with pytest.raises(ValueError, match="frame 0: .* reference embeddings but looks for 0"):
+        looks_check.scores(frame["image"][None], [refs], [[]])
+
+
+def one_trait_off(identity: Identity) -> Identity:
+    """The same looks with another pattern: what a small figure's drawing most often gets wrong."""
+    patterns = ["plain", "striped", "spotted"]
+    return dataclasses.replace(
+        identity, pattern=patterns[(patterns.index(identity.pattern) + 1) % 3]
+    )
+
+
+def test_the_looks_decide_where_the_spec_names_them(check, looks_check, keyframes):
+    """With looks, a figure fits a character by the looks reader; the same references score the
+    true looks above looks one pattern away, and looks that name nothing leave the identity
+    embeddings to decide."""
+    frames = np.stack([k["image"] for k in keyframes])
+    refs = [embed(check, k["identities"]) for k in keyframes]
+    true = looks_check.scores(
+        frames, refs, [[i.to_dict() for i in k["identities"]] for k in keyframes]
+    )
+    off = looks_check.scores(
+        frames, refs, [[one_trait_off(i).to_dict() for i in k["identities"]] for k in keyframes]
+    )
+    assert all(t > o + 0.3 for t, o in zip(true, off, strict=True)), (true, off)
+    unnamed = looks_check.scores(frames, refs, [[{} for _ in k["identities"]] for k in keyframes])
+    assert unnamed == check.scores(frames, refs)  # nothing named: the embeddings decide
+    # without a looks reader (the default check) the looks are not read
+    looks = [[one_trait_off(i).to_dict() for i in k["identities"]] for k in keyframes]
+    assert check.scores(frames, refs, looks) == check.scores(frames, refs)
+
+
+def test_draw_best_keeps_the_drawing_that_shows_the_looks(looks_check, keyframes):
+    frame = keyframes[0]
+    first = frame["identities"][0]
+    others = [k for k in keyframes if k["identities"][0].shape != first.shape]
+    wrong = others[0]["image"]
+    looks = [[i.to_dict() for i in frame["identities"]]]
+    # the references say nothing (zero vectors): the looks alone tell the drawings apart
+    refs = [[torch.zeros(looks_check.encoder.config.dim) for _ in frame["identities"]]]
+    for order in ([wrong, frame["image"]], [frame["image"], wrong]):
+        kept, _ = draw_best(looks_check, lambda seeds, o=order: np.stack(o), [1], refs, 2, looks)
+        assert np.array_equal(kept[0], frame["image"])
 
 
 def test_the_keyframer_keeps_the_candidate_the_check_prefers(check):

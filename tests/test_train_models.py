@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from dataclasses import astuple
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,10 @@ from reelsmith.renderer.keyframe_pipeline import (
     make_pipeline,
 )
 from reelsmith.renderer.keyframes import KeyframeSpec
+from reelsmith.renderer.looks import TRAITS, LooksReader, load_looks_reader
 from reelsmith.world import train
 from reelsmith.world.dataset import DatasetSpec
+from reelsmith.world.identity import Identity
 
 TINY_DATA = [
     "data.train.count=64",
@@ -103,6 +106,29 @@ def test_identity_run_saves_a_float16_encoder_and_its_log(trained):
     assert held["crops"] > 0 and held["held_out_identities"] == 108  # every tenth of 1,080
     for key in ("held_out_top1_of_1080", "trained_top1_of_1080", "held_out_top1_among_held_out"):
         assert key in held
+
+
+def test_looks_run_saves_a_float16_reader_and_its_log(trained, tmp_path):
+    out = tmp_path / "looks"  # its own data: other seeds than the identity encoder's
+    run("looks", out, tmp_path / "data", TINY_DATA + ["model.resolution=16", "model.width=8"])
+    assert_float16(out)
+    reader = load_looks_reader(out)
+    assert reader.dtype == torch.float32 and reader.config.resolution == 16
+    assert list(reader.traits.items()) == list(TRAITS.items())  # in order, in the config
+    log = read_log(out)
+    held = log["held_out"]
+    assert held["crops"] > 0 and 0 <= held["all_traits"] <= min(held[t] for t in TRAITS) <= 1
+
+
+def test_trait_table_gives_each_identity_its_values():
+    reader = LooksReader(resolution=16, width=8)
+    table = train.trait_table(reader)
+    assert table.shape == (1080, 4)
+    for index in (0, 17, 541, 1079):
+        identity = Identity.from_index(index)
+        assert [TRAITS[t][int(v)] for t, v in zip(TRAITS, table[index], strict=True)] == list(
+            astuple(identity)
+        )
 
 
 def test_keyframes_run_saves_a_float16_pipeline_and_its_log(trained):

@@ -574,10 +574,12 @@ def evaluate_keyframes(
 
 class RunLog:
     """A training run's log: each line timestamped from the start, printed as it comes and
-    kept for `train.log` (`lines`)."""
+    kept for `train.log` (`lines`), and the commit of the code it started from (`commit`:
+    taken at the start, so edits made while it runs do not mark it dirty)."""
 
     def __init__(self) -> None:
         self.started, self.lines = time.time(), []
+        self.commit = commit()
 
     def __call__(self, message: str) -> None:
         line = f"[{self.seconds():7.1f}s] {message}"
@@ -706,7 +708,7 @@ def main(argv: list[str] | None = None) -> None:
         pipe.save_pretrained(args.out, max_shard_size=MAX_FILE)
     record.update(
         config=cfg,
-        commit=commit(),
+        commit=log.commit,
         seconds=round(log.seconds(), 1),
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     )

@@ -72,7 +72,6 @@ from reelsmith.world.identity import all_identities
 from reelsmith.world.render import portrait
 from reelsmith.world.train import (
     build_data,
-    commit,
     load_config,
     record_spec,
     set_lr,
@@ -636,7 +635,7 @@ def run(args: argparse.Namespace) -> None:
         },
         "config": cfg,
         "init": None if args.init is None else str(args.init),
-        "commit": commit(),
+        "commit": log.commit,
         "seconds": round(log.seconds(), 1),
         "device": where,
         "threads": torch.get_num_threads(),

@@ -48,7 +48,6 @@ from reelsmith.world.identity import Identity, all_identities
 from reelsmith.world.render import portrait
 from reelsmith.world.train import (
     build_data,
-    commit,
     load_config,
     lr_at,
     save_half,
@@ -428,7 +427,7 @@ def run(args: argparse.Namespace) -> None:
         data={n: info for n, (_, info) in loaded.items()},
         tokenizer={"path": str(tokenizer), "sha256": digest},
         config=cfg,
-        commit=commit(),
+        commit=log.commit,
         seconds=round(log.seconds(), 1),
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     )

@@ -33,7 +33,6 @@ from reelsmith.renderer.segmenter import EDGE, CharacterSegmenter, instances, ta
 from reelsmith.world.dataset import read
 from reelsmith.world.train import (
     build_data,
-    commit,
     load_config,
     lr_at,
     save_half,
@@ -158,7 +157,7 @@ def run(args: argparse.Namespace) -> None:
         "data": {n: str(f) for n, f in folders.items()},
         "config": cfg,
         "init": None if args.init is None else str(args.init),
-        "commit": commit(),
+        "commit": log.commit,
         "seconds": round(log.seconds(), 1),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }

@@ -61,7 +61,6 @@ from reelsmith.renderer.shot_pipeline import (
 from reelsmith.world.dataset import MANIFEST, read
 from reelsmith.world.train import (
     build_data,
-    commit,
     load_config,
     lr_at,
     portraits,
@@ -481,7 +480,7 @@ def run(args: argparse.Namespace) -> None:
         data={n: {"folder": f.name, "shots": len(loaded[n]["real"])} for n, f in folders.items()},
         identity=str(args.identity or "shipped"),
         config=cfg,
-        commit=commit(),
+        commit=log.commit,
         seconds=round(log.seconds(), 1),
         device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
     )
