@@ -1,11 +1,12 @@
 """The looks reader: a character's crop -> how likely each of its looks is.
 
 Memory keeps every character's looks (shape, colour, accessory, pattern), and each keyframe's
-spec spells them out. When the built-in keyframer draws a keyframe several times, the drawing
-to keep is the one whose figures show their characters' looks (`renderer.identity_check`). The
-identity encoder compares a figure with a portrait as a whole and, at the size of a small
-figure in a 64-pixel frame, barely tells spots from stripes; this reader names each trait. It
-is trained on storyworld keyframes' ground truth (`python -m reelsmith.world.train looks`):
+spec spells them out. The identity encoder compares a figure with a portrait as a whole and,
+at the size of a small figure in a 64-pixel frame, barely tells spots from stripes; this reader
+names each trait. With it, the identity check that keeps the best of several drawings can fit
+each character to a figure by its looks (`IdentityCheck.load(looks=True)`; measured against
+the identity embeddings in renderer/README.md, it chooses no better, so it is not the default).
+It is trained on storyworld keyframes' ground truth (`python -m reelsmith.world.train looks`):
 crops of the characters, their boxes jittered and half of them softened as a decoder draws,
 each trait a softmax over its vocabulary. Its vocabulary is part of its config, so the labels
 travel with the weights.
@@ -48,7 +49,8 @@ class LooksReader(ModelMixin, ConfigMixin):
         traits: Mapping[str, Sequence[str]] | Sequence[Sequence] | None = None,
     ) -> None:
         super().__init__()
-        pairs = (traits or TRAITS).items() if isinstance(traits or TRAITS, Mapping) else traits
+        traits = TRAITS if traits is None else traits
+        pairs = traits.items() if isinstance(traits, Mapping) else traits
         self.traits = {name: list(values) for name, values in pairs}
         # the labels travel with the weights, as [name, values] pairs: a config is saved with
         # its keys sorted, and the head's logits are in this order
