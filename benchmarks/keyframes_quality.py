@@ -297,6 +297,12 @@ def main() -> None:
         help="what the check keeps a drawing by: its figures' identity embeddings (the "
         "product's check) or, where the spec names them, their looks (the looks reader)",
     )
+    parser.add_argument(
+        "--judge-threshold",
+        type=float,
+        help="the frame judge's detection threshold (its own, 0.4, by default; "
+        "benchmarks/judge_threshold.py reads it on the truth)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -330,6 +336,8 @@ def main() -> None:
         else None
     )
     judge = load_judge("frame").to(args.device)
+    if args.judge_threshold is not None:
+        judge.threshold = args.judge_threshold
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp) / "held-out"
         build(DatasetSpec("keyframes", args.count, seed=args.seed, shard_size=512), folder, 4)
@@ -341,6 +349,7 @@ def main() -> None:
         "count": len(items),
         "steps": args.steps,
         "portrait_source": args.portraits,
+        "judge_threshold": judge.threshold,
     }
     on_truth = judge_frames(judge, torch.from_numpy(truth))
     report["judge_on_truth"] = score_verdicts(on_truth, items)

@@ -229,6 +229,12 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument(
+        "--judge-threshold",
+        type=float,
+        help="the frame judge's detection threshold (its own, 0.4, by default; "
+        "benchmarks/judge_threshold.py reads it on the truth)",
+    )
+    parser.add_argument(
         "--check",
         choices=("looks", "identity"),
         default="identity",
@@ -271,6 +277,8 @@ def main() -> None:
         device=args.device,
     )
     judge = load_judge("frame").to(args.device)
+    if args.judge_threshold is not None:
+        judge.threshold = args.judge_threshold
 
     # 2. held-out screenplays and their ground truth
     if args.describe == "all":

@@ -47,7 +47,12 @@ def to_input(frames: torch.Tensor) -> torch.Tensor:
 
 
 class FrameJudge(nn.Module):
-    """Who is on screen, and where and when, from one 64x64 frame."""
+    """Who is on screen, and where and when, from one 64x64 frame.
+
+    `threshold`: a heatmap peak above it is a character (`judge_frames`' default).
+    """
+
+    threshold = 0.4
 
     def __init__(self, width: int = 64) -> None:
         super().__init__()
@@ -106,9 +111,11 @@ class FrameVerdict:
 
 @torch.no_grad()
 def judge_frames(
-    model: FrameJudge, frames: torch.Tensor, threshold: float = 0.4, batch: int = 256
+    model: FrameJudge, frames: torch.Tensor, threshold: float | None = None, batch: int = 256
 ) -> list[FrameVerdict]:
-    """Run the frame judge on uint8 frames (N, 64, 64, 3)."""
+    """Run the frame judge on uint8 frames (N, 64, 64, 3); a heatmap peak above `threshold`
+    (the judge's own, `FrameJudge.threshold`, when None) is a character."""
+    threshold = model.threshold if threshold is None else threshold
     model.eval()
     device = next(model.parameters()).device
     verdicts = []

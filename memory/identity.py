@@ -32,23 +32,29 @@ def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU())
 
 
+def crop_body(width: int) -> nn.Sequential:
+    """The small CNN over a character's crop: (B, 3, r, r) -> (B, 4 * width) pooled features
+    (the identity encoder's, and the looks reader's)."""
+    w = width
+    return nn.Sequential(
+        _block(3, w, 1),
+        _block(w, w, 2),
+        _block(w, 2 * w, 1),
+        _block(2 * w, 2 * w, 2),
+        _block(2 * w, 4 * w, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
 class IdentityEncoder(ModelMixin, ConfigMixin):
     """A small CNN: (B, 3, r, r) in [-1, 1] -> (B, dim) unit vectors."""
 
     @register_to_config
     def __init__(self, resolution: int = 32, width: int = 48, dim: int = 64) -> None:
         super().__init__()
-        w = width
-        self.body = nn.Sequential(
-            _block(3, w, 1),
-            _block(w, w, 2),
-            _block(w, 2 * w, 1),
-            _block(2 * w, 2 * w, 2),
-            _block(2 * w, 4 * w, 2),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.project = nn.Linear(4 * w, dim)
+        self.body = crop_body(width)
+        self.project = nn.Linear(4 * width, dim)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.project(self.body(pixels)), dim=-1)

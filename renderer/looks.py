@@ -23,6 +23,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from reelsmith.memory.identity import crop_body
 from reelsmith.planner import vocabulary
 
 WEIGHTS = Path(__file__).parent / "weights" / "looks"
@@ -32,10 +33,6 @@ TRAITS = {
     "accessory": list(vocabulary.ACCESSORIES),
     "pattern": list(vocabulary.PATTERNS),
 }
-
-
-def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1), nn.GroupNorm(8, c_out), nn.SiLU())
 
 
 class LooksReader(ModelMixin, ConfigMixin):
@@ -55,17 +52,8 @@ class LooksReader(ModelMixin, ConfigMixin):
         # the labels travel with the weights, as [name, values] pairs: a config is saved with
         # its keys sorted, and the head's logits are in this order
         self.register_to_config(traits=[[name, values] for name, values in self.traits.items()])
-        w = width
-        self.body = nn.Sequential(
-            _block(3, w, 1),
-            _block(w, w, 2),
-            _block(w, 2 * w, 1),
-            _block(2 * w, 2 * w, 2),
-            _block(2 * w, 4 * w, 2),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.head = nn.Linear(4 * w, sum(len(v) for v in self.traits.values()))
+        self.body = crop_body(width)
+        self.head = nn.Linear(4 * width, sum(len(v) for v in self.traits.values()))
 
     def forward(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.head(self.body(pixels)).split([len(v) for v in self.traits.values()], -1)

@@ -194,3 +194,26 @@ def test_eval_cli_on_a_run_directory(tmp_path):
     (tmp_path / "run" / "shots" / "s01-01.mp4").unlink()
     missing = reelsmith("eval", "run", str(tmp_path / "run"))
     assert missing.returncode == 2 and "s01-01.mp4: shot video missing" in missing.stderr
+
+
+def test_the_frame_judge_detects_above_its_own_threshold(tmp_path):
+    """`judge_frames` uses the judge's `threshold` unless given one."""
+    import torch
+
+    from reelsmith.evaluation.judges import FrameJudge, judge_frames, load_judge
+    from reelsmith.world.dataset import DatasetSpec, build, read
+
+    build(DatasetSpec("keyframes", 48, seed=4545, shard_size=48), tmp_path)
+    frames = torch.from_numpy(np.stack([item["images"] for item in read(tmp_path)]))
+    judge = load_judge("frame")
+    assert judge.threshold == FrameJudge.threshold == 0.4
+
+    def count(verdicts):
+        return sum(len(v.detections) for v in verdicts)
+
+    default = count(judge_frames(judge, frames))
+    assert default > 0 and default == count(judge_frames(judge, frames, threshold=0.4))
+    judge.threshold = 0.99
+    strict = count(judge_frames(judge, frames))
+    assert strict < default and strict == count(judge_frames(judge, frames, threshold=0.99))
+    assert count(judge_frames(judge, frames, threshold=0.4)) == default  # the argument wins
