@@ -132,12 +132,13 @@ class IdentityCheck:
         """uint8 frames (B, H, W, 3) and, per frame, its characters' reference embeddings (and
         their looks, in the same order) -> one score per frame (higher: the characters look
         more like themselves)."""
-        if len(references) != len(frames) or (looks is not None and len(looks) != len(frames)):
+        n = len(frames)
+        if len(references) != n:
+            raise ValueError(f"{n} frames need as many reference lists, not {len(references)}")
+        if looks is not None and len(looks) != n:
             raise ValueError(
-                f"{len(frames)} frames need as many reference lists"
-                + ("" if looks is None else " and looks lists")
-                + f", not {len(references)}"
-                + ("" if looks is None else f" and {len(looks)}")
+                f"{n} frames need as many reference lists and looks lists, "
+                f"not {len(references)} and {len(looks)}"
             )
         out = []
         for k, (found, log_probs) in enumerate(self._read(frames, looks is not None)):
