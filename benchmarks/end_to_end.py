@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from planner_quality import WithoutIdentities
+from reporting import add_judge_threshold, apply_judge_threshold
 
 from reelsmith.agent.backends import BackendChoice, Models
 from reelsmith.agent.graph import shot_request
@@ -299,7 +300,8 @@ def markdown(report: dict) -> str:
     head = [h for h, _ in COLUMNS] + ["dyn. / GT", "identity first / middle / last tenth", "s"]
     lines = [
         f"End to end: {report['count']} held-out screenplays, {report['shots']} shots, seed "
-        f"{report['seed']}, device {report['device']}. The screenplay's text names every look "
+        f"{report['seed']}, device {report['device']}, frame judge's threshold "
+        f"{report['judge_threshold']}. The screenplay's text names every look "
         f"of {report['text_names_every_look']:.0%} of the characters (what memory off knows).",
         "",
         "| setting | " + " | ".join(head) + " |",
@@ -389,6 +391,7 @@ def main(argv: list[str] | None = None) -> dict:
         help="descriptions name every look, or colour and body only (casting picks the rest)",
     )
     parser.add_argument("--out", type=Path, help="folder for the .md, .json and .png")
+    add_judge_threshold(parser)
     args = parser.parse_args(argv)
     names = [s for s in args.settings.split(",") if s]
     unknown = sorted(set(names) - set(SETTINGS))
@@ -404,6 +407,7 @@ def main(argv: list[str] | None = None) -> dict:
     truths = [ground_truth(s) for s in screenplays]
     models = Models(BackendChoice(device=args.device))
     judges = Judges.load()
+    apply_judge_threshold(judges.frame, args.judge_threshold)
 
     # 2. the cast, as the cast node makes it (memory off drops it in `make_movie`)
     seeds = [args.seed + i for i in range(len(screenplays))]
@@ -424,6 +428,7 @@ def main(argv: list[str] | None = None) -> dict:
         "shots": sum(s.num_shots for s in screenplays),
         "seed": args.seed,
         "device": args.device,
+        "judge_threshold": judges.frame.threshold,
         "describe": args.describe,
         "cast_looks_match_truth": round(sum(matches) / len(matches), 4),
         "text_names_every_look": round(sum(named) / len(named), 4),

@@ -14,6 +14,7 @@ import json
 import time
 
 import numpy as np
+from reporting import add_judge_threshold, apply_judge_threshold
 
 from reelsmith.evaluation.metrics import KEYS, Judges, score_movie
 from reelsmith.planner.writers.base import Brief
@@ -39,8 +40,10 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=12)
     parser.add_argument("--weights", default=None, help="Folder of judge weights.")
     parser.add_argument("--first-seed", type=int, default=1000, help="Seed of the first movie.")
+    add_judge_threshold(parser)
     args = parser.parse_args()
     judges = Judges.load(args.weights)
+    apply_judge_threshold(judges.frame, args.judge_threshold)
     results, start = [], time.perf_counter()
     for k in range(args.movies):
         seed = args.first_seed + k

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from reporting import print_report
+from reporting import add_judge_threshold, apply_judge_threshold, print_report
 
 from reelsmith.evaluation.judges import judge_frames, load_judge
 from reelsmith.memory.identity import load_identity_encoder
@@ -185,6 +185,7 @@ def score_verdicts(verdicts, items: list[dict], seen: set | None = None) -> dict
         "identity_accuracy": hits / max(total, 1),
         "identity_pairs": total,
         "false_detections": false / max(found, 1),
+        "false_detection_count": false,
         "false_one_trait_off": near / max(false, 1),
         "location_accuracy": place / n,
         "time_accuracy": time_ / n,
@@ -297,12 +298,7 @@ def main() -> None:
         help="what the check keeps a drawing by: its figures' identity embeddings (the "
         "product's check) or, where the spec names them, their looks (the looks reader)",
     )
-    parser.add_argument(
-        "--judge-threshold",
-        type=float,
-        help="the frame judge's detection threshold (its own, 0.4, by default; "
-        "benchmarks/judge_threshold.py reads it on the truth)",
-    )
+    add_judge_threshold(parser)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
     parser.add_argument(
@@ -336,8 +332,7 @@ def main() -> None:
         else None
     )
     judge = load_judge("frame").to(args.device)
-    if args.judge_threshold is not None:
-        judge.threshold = args.judge_threshold
+    apply_judge_threshold(judge, args.judge_threshold)
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.data or Path(tmp) / "held-out"
         build(DatasetSpec("keyframes", args.count, seed=args.seed, shard_size=512), folder, 4)

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from keyframes_quality import MIN_PIXELS, scheduler_from, score
-from reporting import print_report
+from reporting import add_judge_threshold, apply_judge_threshold, print_report
 
 from reelsmith.agent.references import ModelReferences
 from reelsmith.evaluation.judges import load_judge
@@ -228,12 +228,7 @@ def main() -> None:
     )
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
-    parser.add_argument(
-        "--judge-threshold",
-        type=float,
-        help="the frame judge's detection threshold (its own, 0.4, by default; "
-        "benchmarks/judge_threshold.py reads it on the truth)",
-    )
+    add_judge_threshold(parser)
     parser.add_argument(
         "--check",
         choices=("looks", "identity"),
@@ -277,8 +272,7 @@ def main() -> None:
         device=args.device,
     )
     judge = load_judge("frame").to(args.device)
-    if args.judge_threshold is not None:
-        judge.threshold = args.judge_threshold
+    apply_judge_threshold(judge, args.judge_threshold)
 
     # 2. held-out screenplays and their ground truth
     if args.describe == "all":

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from reporting import print_report
+from reporting import add_judge_threshold, apply_judge_threshold, print_report
 
 from reelsmith.evaluation.judges import judge_frames
 from reelsmith.evaluation.metrics import (
@@ -255,6 +255,7 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_judge_threshold(parser)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.threads:
@@ -271,6 +272,7 @@ def main() -> None:
     )
     encoder = load_identity_encoder()
     judges = Judges.load()
+    apply_judge_threshold(judges.frame, args.judge_threshold)
     movies = held_out_movies(args.count, args.shots, args.seed)
     cast = [identity_requests(m["screenplay"], encoder) for m in movies]
     identities, portraits = [ids for ids, _ in cast], [refs for _, refs in cast]
