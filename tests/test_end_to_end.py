@@ -86,6 +86,7 @@ def test_the_report_is_written(made, tmp_path):
     judges = Judges.load()
     truth = e2e.ground_truth(screenplay)
     report = {"count": 1, "shots": 3, "seed": SEED, "device": "cpu", "text_names_every_look": 1}
+    report["judge_threshold"] = judges.frame.threshold
     report["ground_truth"] = e2e.summarise([e2e.judge(judges, screenplay, truth, cast, None)])
     report["settings"] = {
         name: e2e.summarise([e2e.judge(judges, screenplay, movie.frames, cast, truth)])
@@ -97,6 +98,7 @@ def test_the_report_is_written(made, tmp_path):
     e2e.write_report(report, tmp_path)
 
     table = (tmp_path / "end_to_end.md").read_text()
+    assert f"frame judge's threshold {judges.frame.threshold}." in table
     for title in ["ground truth", *(s.title for s in e2e.SETTINGS.values())]:
         assert f"| {title} |" in table
     assert json.loads((tmp_path / "end_to_end.json").read_text())["settings"].keys() == set(
