@@ -1,6 +1,6 @@
 """The frame judge's detection threshold, read on ground truth alone.
 
-    python benchmarks/judge_threshold.py [--count 2048] [--seed 7100] [--thresholds 0.2 0.3 0.4]
+    python benchmarks/judge_threshold.py [--count 2048] [--seed 7100] [--thresholds 0.2 0.25 0.3]
 
 On held-out storyworld keyframes, for each threshold on the judge's centre heatmap, the share
 of visible characters the judge finds with their identity, the share of its detections that

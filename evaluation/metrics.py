@@ -1,8 +1,8 @@
 """Scoring a movie: identity, adherence, motion and realism, by the judges.
 
-Definitions (N shots; a shot's frames are resized to 64x64; "the judge" is `FrameJudge`
-with detection threshold 0.4; a character's expected identity is its storyworld identity,
-`world.identity.cast_identities(screenplay.characters)`):
+Definitions (N shots; a shot's frames are resized to 64x64; "the judge" is `FrameJudge` at
+its own detection threshold, `FrameJudge.threshold`; a character's expected identity is its
+storyworld identity, `world.identity.cast_identities(screenplay.characters)`):
 
 - **Expected identity**: each character's storyworld identity as the run cast it (`cast.json`
   in the run directory), else `cast_identities(screenplay.characters)`.
