@@ -222,7 +222,8 @@ def test_the_frame_judge_detects_above_its_own_threshold(tmp_path):
 
 def test_the_frame_judge_reads_held_out_keyframes_whole_at_its_threshold(tmp_path):
     """At its own threshold the judge finds every visible character of 48 held-out keyframes
-    with its looks, and nobody else; at 0.4 it missed a lone character at the frame's centre."""
+    with its looks, and nobody else; at 0.4 it misses one, a lone character standing at the
+    frame's horizontal centre, on a line of the judge's 4-pixel grid."""
     import torch
 
     from reelsmith.evaluation.judges import judge_frames, load_judge
