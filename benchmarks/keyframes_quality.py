@@ -257,6 +257,25 @@ def scheduler_from(shipped, text: str):
     return cls.from_config(shipped.config, **overrides)
 
 
+def add_check(parser: argparse.ArgumentParser) -> None:
+    """`--check`: what keeps one of `--candidates` drawings (with this script's and the planner
+    benchmark's `--candidates`)."""
+    parser.add_argument(
+        "--check",
+        choices=("looks", "identity"),
+        default="identity",
+        help="what the check keeps a drawing by: its figures' identity embeddings (the "
+        "product's check) or, where the spec names them, their looks (the looks reader)",
+    )
+
+
+def load_check(args: argparse.Namespace, encoder) -> IdentityCheck | None:
+    """The check `--check` names, or None where one drawing is made (`--candidates` 1)."""
+    if args.candidates <= 1:
+        return None
+    return IdentityCheck.load(args.device, encoder=encoder, looks=args.check == "looks")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pipeline", type=Path, help="keyframe pipeline folder (shipped)")
@@ -291,13 +310,7 @@ def main() -> None:
         help="draw each keyframe this many times and keep the drawing whose figures match the "
         "characters' identity embeddings best (`renderer.identity_check`, the product's check)",
     )
-    parser.add_argument(
-        "--check",
-        choices=("looks", "identity"),
-        default="identity",
-        help="what the check keeps a drawing by: its figures' identity embeddings (the "
-        "product's check) or, where the spec names them, their looks (the looks reader)",
-    )
+    add_check(parser)
     add_judge_threshold(parser)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", type=Path)
@@ -326,11 +339,7 @@ def main() -> None:
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     encoder = load_identity_encoder(args.identity).to(args.device)
-    check = (
-        IdentityCheck.load(args.device, encoder=encoder, looks=args.check == "looks")
-        if args.candidates > 1
-        else None
-    )
+    check = load_check(args, encoder)
     judge = load_judge("frame").to(args.device)
     apply_judge_threshold(judge, args.judge_threshold)
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from keyframes_quality import MIN_PIXELS, scheduler_from, score
+from keyframes_quality import MIN_PIXELS, add_check, load_check, scheduler_from, score
 from reporting import add_judge_threshold, apply_judge_threshold, print_report
 
 from reelsmith.agent.references import ModelReferences
@@ -58,7 +58,6 @@ from reelsmith.planner.keyframe_planner import load_keyframe_planner
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_many
 from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.identity_check import IdentityCheck
 from reelsmith.renderer.keyframe_pipeline import (
     DEFAULT_STEPS,
     load_keyframe_pipeline,
@@ -229,13 +228,7 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     add_judge_threshold(parser)
-    parser.add_argument(
-        "--check",
-        choices=("looks", "identity"),
-        default="identity",
-        help="what the check keeps a drawing by: its figures' identity embeddings (the "
-        "product's check) or, where the spec names them, their looks (the looks reader)",
-    )
+    add_check(parser)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--describe", choices=("all", "partial"), default="all", help="what descriptions name"
@@ -258,11 +251,7 @@ def main() -> None:
     if args.scheduler:
         pipe.scheduler = scheduler_from(pipe.scheduler, args.scheduler)
     encoder = load_identity_encoder().to(args.device)
-    check = (
-        IdentityCheck.load(args.device, encoder=encoder, looks=args.check == "looks")
-        if args.candidates > 1
-        else None
-    )
+    check = load_check(args, encoder)
     keyframer = BuiltinKeyframer(
         pipe,
         steps=args.steps,
