@@ -33,6 +33,7 @@ from reelsmith.errors import InputError
 logger = logging.getLogger("reelsmith")
 
 BACKENDS = ("builtin", "diffusers")
+MAX_PLAN_TEMPERATURE = 2.0  # past this the planned tokens leave what the decoder was trained on
 EXAMPLE_SHOT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 
 # The built-in shot models, by pipeline class: (renderer module, loader, renderer). The first one
@@ -81,6 +82,9 @@ class BackendChoice:
         keyframe_candidates: Drawings per keyframe by the built-in keyframer, of which the
             identity check keeps the one whose characters look most like their references
             (`renderer.identity_check`); `DEFAULT_CANDIDATES` when None.
+        plan_temperature: The keyframe planner's sampling temperature (0: each shot's most
+            likely keyframe; higher: staging that varies with the seed);
+            `planner.planning.DEFAULT_TEMPERATURE` when None.
         resolution: Keyframe (and shot) side in pixels; the keyframer's own when None.
         device: Where the models run, e.g. "cpu" or "cuda".
         concurrency: Shots rendered at once, each by its own copy of the shot model.
@@ -91,6 +95,7 @@ class BackendChoice:
     shot_model: str | None = None
     shot_steps: int | None = None
     keyframe_candidates: int | None = None
+    plan_temperature: float | None = None
     resolution: int | None = None
     device: str = "cpu"
     concurrency: int = 1
@@ -110,6 +115,17 @@ class BackendChoice:
                 raise InputError(
                     "--keyframe-candidates: only the built-in keyframer draws candidates; "
                     "leave it out with --keyframe-model"
+                )
+        if self.plan_temperature is not None:
+            if not 0 <= self.plan_temperature <= MAX_PLAN_TEMPERATURE:
+                raise InputError(
+                    f"--plan-temperature must be from 0 to {MAX_PLAN_TEMPERATURE:g}, got "
+                    f"{self.plan_temperature:g}"
+                )
+            if not self.builtin_keyframer or (self.backend == "builtin" and self.keyframe_model):
+                raise InputError(
+                    "--plan-temperature: only the built-in keyframer's shipped planner plans "
+                    "keyframes; leave it out with --keyframe-model"
                 )
         if self.resolution is not None and not (16 <= self.resolution <= 4096):
             raise InputError(f"--resolution must be from 16 to 4096, got {self.resolution}")
@@ -204,7 +220,16 @@ class Models:
         from reelsmith.agent.cache import model_fingerprint
 
         folder = self._planner_folder()
-        return None if folder is None else {"weights": model_fingerprint(folder)}
+        if folder is None:
+            return None
+        return {"weights": model_fingerprint(folder), "temperature": self.plan_temperature}
+
+    @property
+    def plan_temperature(self) -> float:
+        from reelsmith.planner.planning import DEFAULT_TEMPERATURE
+
+        t = self.choice.plan_temperature
+        return DEFAULT_TEMPERATURE if t is None else float(t)
 
     @property
     def shot_renderer_id(self) -> dict:

@@ -256,6 +256,12 @@ def make(
         help="Drawings per keyframe (built-in keyframer); the one whose characters look most "
         "like their references is kept. 1 is fastest.",
     ),
+    plan_temperature: float | None = typer.Option(
+        None,
+        "--plan-temperature",
+        help="The keyframe planner's sampling temperature: 0 (default) plans each shot's most "
+        "likely keyframe; above 0, the staging varies with the seed.",
+    ),
     resolution: int | None = typer.Option(
         None, "--resolution", help="Keyframe side in pixels (the keyframer's own by default)."
     ),
@@ -316,6 +322,7 @@ def make(
         shot_model=_model_id(shot_model),
         shot_steps=shot_steps,
         keyframe_candidates=keyframe_candidates,
+        plan_temperature=plan_temperature,
         resolution=resolution,
         fps=fps,
     )
@@ -472,6 +479,7 @@ def _backend_choice(inputs, options):
         shot_model=inputs.shot_model,
         shot_steps=inputs.shot_steps,
         keyframe_candidates=inputs.keyframe_candidates,
+        plan_temperature=inputs.plan_temperature,
         resolution=inputs.resolution,
         device=options.device,
         concurrency=options.concurrency,

@@ -225,6 +225,7 @@ def plan_keyframes_node(state: MovieState, runtime: Runtime[Context]) -> dict:
                 models.keyframer,
                 models.planner,
                 seed=seed,
+                temperature=models.plan_temperature,
                 batch=models.keyframe_batch,
                 progress=lambda done, total: ctx.reporter.advance("keyframes", done),
             )

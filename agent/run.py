@@ -56,8 +56,8 @@ class RunInputs:
         scenes, shots, duration, style: The brief given to the writer.
         seed: The run seed; every other seed derives from it and a shot or character id.
         series: The series bible characters come from and go into; None: the run's own.
-        backend, keyframe_model, shot_model, shot_steps, keyframe_candidates, resolution: The
-            models (`backends.BackendChoice`).
+        backend, keyframe_model, shot_model, shot_steps, keyframe_candidates, plan_temperature,
+            resolution: The models and how they run (`backends.BackendChoice`).
         fps: Frames per second of the shots and the movie.
     """
 
@@ -78,6 +78,7 @@ class RunInputs:
     shot_model: str | None = None
     shot_steps: int | None = None
     keyframe_candidates: int | None = None
+    plan_temperature: float | None = None
     resolution: int | None = None
     fps: int = 8
 

@@ -21,7 +21,11 @@ movie), then `planner.planning.plan_many` plans and draws its keyframes. Setting
   without identities), but the spec still holds every look casting chose: what the embeddings
   add beyond the looks memory keeps as words;
 - `no_planner`: no planner: each keyframe from spec + identities + the tokens of the previous
-  keyframe of its scene (`plan_keyframes(planner=None)`).
+  keyframe of its scene (`plan_keyframes(planner=None)`);
+- `named_looks`: memory's identity tokens only: the planner and the decoder read the cast's
+  identity embeddings, but the spec holds only the looks the screenplay's descriptions name,
+  as in `memory_off`. With `memory_off` beside it, what the identity tokens carry where the
+  screenplay's words are all the keyframe models read of a character.
 
 `--describe partial` writes every held-out screenplay from briefs that name only each character's
 colour and body ("a pink wizard", `random_brief(describe="partial")`), as people write them, all
@@ -68,7 +72,14 @@ from reelsmith.world.dataset import DatasetSpec, build, random_brief, read
 from reelsmith.world.identity import Identity, cast_identities, named_traits
 from reelsmith.world.render import WorldConfig, WorldRenderer, place_of
 
-SETTINGS = ("planner", "memory_off", "planner_identities_off", "identities_off", "no_planner")
+SETTINGS = (
+    "planner",
+    "memory_off",
+    "planner_identities_off",
+    "identities_off",
+    "no_planner",
+    "named_looks",
+)
 
 
 class WithoutIdentities:
@@ -187,6 +198,12 @@ def draw(setting, screenplays, cast, blind, keyframer, planner, **kwargs) -> lis
     """One setting's keyframes: a (T, H, W, 3) array per movie."""
     if setting == "memory_off":
         out = plan_many(screenplays, blind, WithoutIdentities(keyframer), planner, **kwargs)
+    elif setting == "named_looks":
+        named = [
+            {c: CastEntry(e.embedding, b[c].looks, e.portrait) for c, e in cs.items()}
+            for cs, b in zip(cast, blind, strict=True)
+        ]
+        out = plan_many(screenplays, named, keyframer, planner, **kwargs)
     else:
         out = plan_many(
             screenplays,

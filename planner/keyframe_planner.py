@@ -48,7 +48,6 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaModel
-from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
 from reelsmith.numerics import settle
 from reelsmith.planner.keyframe_spec import SCENE_FIELDS, SLOT_FIELDS, TRAITS
@@ -100,13 +99,14 @@ class KVCache:
     Allocated once per `stream` at the largest context the window allows and refilled from
     position 0 at each rebuild, so decoding allocates nothing per step; it also holds the
     layers' weights with the query/key/value and gate/up projections each fused into one
-    matrix, so a step makes four matrix products per layer rather than seven.
+    matrix, so a step makes four matrix products per layer rather than seven, each matrix
+    stored (in, out), as a one-row product reads it fastest.
     """
 
     keys: torch.Tensor  # (layers, B, heads, capacity, head_dim)
     values: torch.Tensor
-    cos: torch.Tensor  # (1, capacity, head_dim): the rotary table of each position
-    sin: torch.Tensor
+    cos: torch.Tensor  # (capacity, 1, 1, head_dim): the rotary table of each position
+    sin: torch.Tensor  # the same, its first half negated (see `decode`)
     weights: list[dict[str, torch.Tensor]]  # per layer, its weights (q|k|v and gate|up fused)
     length: int = 0  # positions filled
 
@@ -408,26 +408,30 @@ class KeyframePlanner(nn.Module):
         start, end = cache.length, cache.length + n
         if end > cache.capacity:
             raise ValueError(f"{end} positions do not fit the cache's {cache.capacity}")
-        cos, sin = cache.cos[:, start:end], cache.sin[:, start:end]
+        heads, eps = self.config.heads, self.backbone.config.rms_norm_eps
+        half = hidden // heads // 2
+        # Llama's rotary embedding, q cos + rotate_half(q) sin, with rotate_half(q) sin computed
+        # as q's two halves swapped times the table whose first half is negated
+        cos, sin = cache.cos[start:end], cache.sin[start:end]  # (n, 1, 1, head_dim)
         # a query sees the keys up to its own position (none after it)
         mask = None if n == 1 else torch.ones(n, end, dtype=torch.bool, device=x.device).tril(start)
-        heads, eps = self.config.heads, self.backbone.config.rms_norm_eps
+        x = x.reshape(b * n, hidden)  # the residual stream, one row per position
         for i, w in enumerate(cache.weights):
             h = F.rms_norm(x, (hidden,), w["input_norm"], eps)
-            q, k, v = F.linear(h, w["qkv"]).view(b, n, 3, heads, -1).transpose(1, 3).unbind(2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            qkv = (h @ w["qkv"]).view(b, n, 3, heads, 2 * half)
+            qk = qkv[:, :, :2]  # queries and keys rotated together: (B, n, 2, heads, head_dim)
+            qk = qk * cos + qk.unflatten(-1, (2, half)).flip(-2).flatten(-2) * sin
+            q, k = qk.permute(2, 0, 3, 1, 4)  # each (B, heads, n, head_dim)
             cache.keys[i, :, :, start:end] = k
-            cache.values[i, :, :, start:end] = v
+            cache.values[i, :, :, start:end] = qkv[:, :, 2].transpose(1, 2)
             o = F.scaled_dot_product_attention(
                 q, cache.keys[i, :, :, :end], cache.values[i, :, :, :end], attn_mask=mask
             )
-            x = x + F.linear(o.transpose(1, 2).reshape(b, n, hidden), w["o"])
-            gate, up = F.linear(F.rms_norm(x, (hidden,), w["post_norm"], eps), w["gate_up"]).chunk(
-                2, -1
-            )
-            x = x + F.linear(F.silu(gate) * up, w["down"])
+            x = torch.addmm(x, o.transpose(1, 2).reshape(b * n, hidden), w["o"])
+            gate, up = (F.rms_norm(x, (hidden,), w["post_norm"], eps) @ w["gate_up"]).chunk(2, -1)
+            x = torch.addmm(x, F.silu(gate).mul_(up), w["down"])
         cache.length = end
-        return F.rms_norm(x[:, -1], (hidden,), self.backbone.norm.weight, eps)
+        return F.rms_norm(x.view(b, n, hidden)[:, -1], (hidden,), self.backbone.norm.weight, eps)
 
     def new_cache(self, batch: int, positions: int, like: torch.Tensor) -> KVCache:
         """An empty `KVCache` of `positions` for `batch` movies, on `like`'s device and dtype."""
@@ -439,9 +443,12 @@ class KeyframePlanner(nn.Module):
             or bc.head_dim * c.heads != c.hidden
         ):
             raise ValueError("the planner's decoding step assumes Llama's defaults")
-        shape = (c.layers, batch, c.heads, positions, c.hidden // c.heads)
+        head_dim = c.hidden // c.heads
+        shape = (c.layers, batch, c.heads, positions, head_dim)
         ids = torch.arange(positions, device=like.device)[None]
         cos, sin = self.backbone.rotary_emb(like, ids)  # (1, positions, head_dim)
+        sign = torch.ones(head_dim, device=like.device, dtype=sin.dtype)
+        sign[: head_dim // 2] = -1
         weights = [
             {
                 "input_norm": layer.input_layernorm.weight,
@@ -451,19 +458,23 @@ class KeyframePlanner(nn.Module):
                         layer.self_attn.k_proj.weight,
                         layer.self_attn.v_proj.weight,
                     ]
-                ),
-                "o": layer.self_attn.o_proj.weight,
+                )
+                .t()
+                .contiguous(),
+                "o": layer.self_attn.o_proj.weight.t().contiguous(),
                 "post_norm": layer.post_attention_layernorm.weight,
-                "gate_up": torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight]),
-                "down": layer.mlp.down_proj.weight,
+                "gate_up": torch.cat([layer.mlp.gate_proj.weight, layer.mlp.up_proj.weight])
+                .t()
+                .contiguous(),
+                "down": layer.mlp.down_proj.weight.t().contiguous(),
             }
             for layer in self.backbone.layers
         ]
         return KVCache(
             keys=like.new_zeros(shape),
             values=like.new_zeros(shape),
-            cos=cos,
-            sin=sin,
+            cos=cos[0, :, None, None],
+            sin=(sin * sign)[0, :, None, None],
             weights=weights,
         )
 

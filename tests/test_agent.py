@@ -410,6 +410,10 @@ def test_bad_input_is_one_line_and_damages_nothing(baseline, svd, home, tmp_path
         (["make", PROMPT, "-o", tmp_path / "o4", "--backend", "diffusers"], "--shot-model"),
         (make_args(svd, tmp_path / "o5", "--resolution", "128"), "--resolution 128"),
         (make_args(svd, tmp_path / "o6", "--fps", "0"), "--fps must be from 1 to 60"),
+        (
+            ["make", PROMPT, "-o", tmp_path / "o8", "--plan-temperature", "3"],
+            "--plan-temperature must be from 0 to 2, got 3",
+        ),
     ]
     if shipped_shot_model() is None:  # until it ships
         cases.append((["make", PROMPT, "-o", tmp_path / "o7"], "--backend diffusers --shot-model"))

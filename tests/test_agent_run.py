@@ -265,6 +265,23 @@ def test_backend_choices_are_checked_before_loading(tmp_path):
             ),
             "only the built-in keyframer draws candidates",
         ),
+        (
+            BackendChoice(plan_temperature=-0.5, shot_model=str(tmp_path)),
+            "--plan-temperature must be from 0 to 2, got -0.5",
+        ),
+        (
+            BackendChoice(plan_temperature=2.5, shot_model=str(tmp_path)),
+            "--plan-temperature must be from 0 to 2, got 2.5",
+        ),
+        (
+            BackendChoice(
+                backend="diffusers",
+                keyframe_model="some/model",
+                shot_model="some/video",
+                plan_temperature=1.0,
+            ),
+            "only the built-in keyframer's shipped planner plans keyframes",
+        ),
     ]:
         with pytest.raises(InputError, match=message):
             choice.check()
@@ -281,3 +298,14 @@ def test_keyframe_candidates_are_part_of_the_keyframers_cache_key():
     assert default["candidates"] == DEFAULT_CANDIDATES
     one = Models(BackendChoice(keyframe_candidates=1)).keyframer_id
     assert one["candidates"] == 1 and one != default
+
+
+def test_the_plan_temperature_is_part_of_the_planners_cache_key():
+    from reelsmith.agent.backends import Models
+    from reelsmith.planner.planning import DEFAULT_TEMPERATURE
+
+    default = Models(BackendChoice()).planner_id
+    assert default["temperature"] == DEFAULT_TEMPERATURE == 0.0
+    warm = Models(BackendChoice(plan_temperature=1.0)).planner_id
+    assert warm["temperature"] == 1.0 and warm["weights"] == default["weights"]
+    assert warm != default

@@ -124,11 +124,26 @@ def test_one_keyframe_per_shot_in_story_order(keyframer, planner):
 def test_same_seed_same_keyframes_other_seed_other_ones(keyframer, planner):
     screenplay = movie()
     cast = cast_of(screenplay)
-    a, b, c = (plan_keyframes(screenplay, cast, keyframer, planner, seed=s) for s in (0, 0, 1))
+    a, b, c = (
+        plan_keyframes(screenplay, cast, keyframer, planner, seed=s, temperature=1.0)
+        for s in (0, 0, 1)
+    )
     for x, y in zip(a, b, strict=True):
         assert torch.equal(x.tokens, y.tokens) and np.array_equal(x.image, y.image)
     assert not torch.equal(torch.stack([k.tokens for k in a]), torch.stack([k.tokens for k in c]))
     assert not np.array_equal(np.stack([k.image for k in a]), np.stack([k.image for k in c]))
+
+
+def test_at_the_default_temperature_a_seed_changes_the_drawings_not_the_plan(keyframer, planner):
+    screenplay = movie()
+    cast = cast_of(screenplay)
+    a, c = (plan_keyframes(screenplay, cast, keyframer, planner, seed=s) for s in (0, 1))
+    assert all(torch.equal(x.tokens, y.tokens) for x, y in zip(a, c, strict=True))
+    assert not np.array_equal(np.stack([k.image for k in a]), np.stack([k.image for k in c]))
+    sampled = plan_keyframes(screenplay, cast, keyframer, planner, seed=0, temperature=1.0)
+    assert not torch.equal(
+        torch.stack([k.tokens for k in a]), torch.stack([k.tokens for k in sampled])
+    )
 
 
 def test_editing_a_shot_leaves_the_shots_before_it_alone(keyframer, planner):
@@ -157,9 +172,9 @@ def test_editing_a_shot_leaves_the_shots_before_it_alone(keyframer, planner):
 def test_plan_many_matches_one_movie_at_a_time(keyframer, planner):
     movies = [movie(seed=1), movie(seed=2), movie(seed=3)]
     casts = [cast_of(m) for m in movies]
-    together = plan_many(movies, casts, keyframer, planner, seeds=[5, 6, 7])
+    together = plan_many(movies, casts, keyframer, planner, seeds=[5, 6, 7], temperature=1.0)
     for m, c, seed, out in zip(movies, casts, [5, 6, 7], together, strict=True):
-        alone = plan_keyframes(m, c, keyframer, planner, seed=seed)
+        alone = plan_keyframes(m, c, keyframer, planner, seed=seed, temperature=1.0)
         for x, y in zip(alone, out, strict=True):
             assert x.shot_id == y.shot_id
             torch.testing.assert_close(x.tokens, y.tokens, rtol=1e-4, atol=1e-4)
