@@ -33,7 +33,7 @@ from reelsmith.errors import InputError
 logger = logging.getLogger("reelsmith")
 
 BACKENDS = ("builtin", "diffusers")
-MAX_PLAN_TEMPERATURE = 2.0  # past this the planned tokens leave what the decoder was trained on
+MAX_PLAN_TEMPERATURE = 2.0  # a bound on the planner's sampling noise, twice what it learned
 EXAMPLE_SHOT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 
 # The built-in shot models, by pipeline class: (renderer module, loader, renderer). The first one
@@ -124,8 +124,9 @@ class BackendChoice:
                 )
             if not self.builtin_keyframer or (self.backend == "builtin" and self.keyframe_model):
                 raise InputError(
-                    "--plan-temperature: only the built-in keyframer's shipped planner plans "
-                    "keyframes; leave it out with --keyframe-model"
+                    f"--plan-temperature: keyframes from --keyframe-model {self.keyframe_model} "
+                    "are drawn without the shipped planner, so there is no plan to sample; "
+                    "leave one of them out"
                 )
         if self.resolution is not None and not (16 <= self.resolution <= 4096):
             raise InputError(f"--resolution must be from 16 to 4096, got {self.resolution}")
@@ -229,7 +230,7 @@ class Models:
         from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 
         t = self.choice.plan_temperature
-        return DEFAULT_TEMPERATURE if t is None else float(t)
+        return DEFAULT_TEMPERATURE if t is None else float(t) + 0.0  # -0.0 is 0.0
 
     @property
     def shot_renderer_id(self) -> dict:

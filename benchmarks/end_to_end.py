@@ -71,7 +71,7 @@ from reelsmith.evaluation.metrics import KEYS, Judges, score_movie, score_shot, 
 from reelsmith.memory import casting
 from reelsmith.memory.identity import ENCODER
 from reelsmith.memory.store import SeriesStore
-from reelsmith.planner.planning import CastEntry, plan_keyframes
+from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_keyframes
 from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.renderer.shots import ShotRequest
@@ -172,9 +172,15 @@ def blind_cast(screenplay: Screenplay) -> dict[str, CastEntry]:
 
 
 def make_movie(
-    setting: Setting, screenplay: Screenplay, cast: dict[str, CastEntry], models: Models, seed: int
+    setting: Setting,
+    screenplay: Screenplay,
+    cast: dict[str, CastEntry],
+    models: Models,
+    seed: int,
+    temperature: float = DEFAULT_TEMPERATURE,
 ) -> Movie:
-    """One movie under `setting`; `cast` is the full cast (memory off builds its own)."""
+    """One movie under `setting`; `cast` is the full cast (memory off builds its own);
+    `temperature` is the planner's (the product's default unless a study sets it)."""
     # Step 1: keyframes, as the plan node draws them
     keyframer = models.keyframer
     if not setting.memory:
@@ -186,6 +192,7 @@ def make_movie(
         models.planner,
         seed=seed,
         window=setting.window,
+        temperature=temperature,
         batch=models.keyframe_batch,
     )
     # Step 2: shots, one render call each, as the render node makes them. The render node
@@ -300,7 +307,8 @@ def markdown(report: dict) -> str:
     head = [h for h, _ in COLUMNS] + ["dyn. / GT", "identity first / middle / last tenth", "s"]
     lines = [
         f"End to end: {report['count']} held-out screenplays, {report['shots']} shots, seed "
-        f"{report['seed']}, device {report['device']}, frame judge's threshold "
+        f"{report['seed']}, device {report['device']}, planner temperature "
+        f"{report['planner_temperature']:g}, frame judge's threshold "
         f"{report['judge_threshold']}. The screenplay's text names every look "
         f"of {report['text_names_every_look']:.0%} of the characters (what memory off knows).",
         "",
@@ -390,6 +398,12 @@ def main(argv: list[str] | None = None) -> dict:
         default="all",
         help="descriptions name every look, or colour and body only (casting picks the rest)",
     )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=DEFAULT_TEMPERATURE,
+        help="the planner's sampling temperature (default: the product's)",
+    )
     parser.add_argument("--out", type=Path, help="folder for the .md, .json and .png")
     add_judge_threshold(parser)
     args = parser.parse_args(argv)
@@ -429,6 +443,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seed": args.seed,
         "device": args.device,
         "judge_threshold": judges.frame.threshold,
+        "planner_temperature": args.temperature,
         "describe": args.describe,
         "cast_looks_match_truth": round(sum(matches) / len(matches), 4),
         "text_names_every_look": round(sum(named) / len(named), 4),
@@ -449,7 +464,7 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.time()
         results = []
         for screenplay, truth, cast, seed in zip(screenplays, truths, casts, seeds, strict=True):
-            movie = make_movie(SETTINGS[name], screenplay, cast, models, seed)
+            movie = make_movie(SETTINGS[name], screenplay, cast, models, seed, args.temperature)
             results.append(judge(judges, screenplay, movie.frames, cast, truth))
         report["settings"][name] = {**summarise(results), "seconds": round(time.time() - t0, 1)}
         print(f"{name}: {json.dumps(report['settings'][name])}", flush=True)

@@ -409,7 +409,8 @@ class KeyframePlanner(nn.Module):
         if end > cache.capacity:
             raise ValueError(f"{end} positions do not fit the cache's {cache.capacity}")
         heads, eps = self.config.heads, self.backbone.config.rms_norm_eps
-        half = hidden // heads // 2
+        head_dim = hidden // heads
+        half = head_dim // 2
         # Llama's rotary embedding, q cos + rotate_half(q) sin, with rotate_half(q) sin computed
         # as q's two halves swapped times the table whose first half is negated
         cos, sin = cache.cos[start:end], cache.sin[start:end]  # (n, 1, 1, head_dim)
@@ -418,7 +419,7 @@ class KeyframePlanner(nn.Module):
         x = x.reshape(b * n, hidden)  # the residual stream, one row per position
         for i, w in enumerate(cache.weights):
             h = F.rms_norm(x, (hidden,), w["input_norm"], eps)
-            qkv = (h @ w["qkv"]).view(b, n, 3, heads, 2 * half)
+            qkv = (h @ w["qkv"]).view(b, n, 3, heads, head_dim)
             qk = qkv[:, :, :2]  # queries and keys rotated together: (B, n, 2, heads, head_dim)
             qk = qk * cos + qk.unflatten(-1, (2, half)).flip(-2).flatten(-2) * sin
             q, k = qk.permute(2, 0, 3, 1, 4)  # each (B, heads, n, head_dim)

@@ -21,9 +21,9 @@ Two paths:
   that keyframe's tokens as `tokens`. `PretrainedKeyframer` has no image input besides the
   IP-Adapter's references, so there each keyframe is drawn from text + identities alone.
 
-Seeds: every keyframe's seed derives from the run seed and its shot id (`shot_seed`), the
-planner's sampling (at a temperature above 0; at the default 0 the plan does not depend on the
-seed) from the run seed (`plan_seed`, one generator per movie), so editing one
+Seeds: every keyframe's seed derives from the run seed and its shot id (`shot_seed`); the
+planner's sampling, at a temperature above 0, from the run seed (`plan_seed`, one generator
+per movie); at the default 0 the plan does not depend on the seed at all. So editing one
 shot leaves the other shots' seeds alone, and a movie's plan does not depend on which other
 movies share its batch. Editing a shot still changes the planned tokens of the shots after it,
 which read it through the planner's context.

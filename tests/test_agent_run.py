@@ -280,7 +280,7 @@ def test_backend_choices_are_checked_before_loading(tmp_path):
                 shot_model="some/video",
                 plan_temperature=1.0,
             ),
-            "only the built-in keyframer's shipped planner plans keyframes",
+            "--plan-temperature: keyframes from --keyframe-model some/model are drawn without",
         ),
     ]:
         with pytest.raises(InputError, match=message):

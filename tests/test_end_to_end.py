@@ -15,6 +15,7 @@ from reelsmith.agent.cache import Cache
 from reelsmith.agent.graph import Context, advance
 from reelsmith.agent.run import RunDir, RunInputs, RunOptions
 from reelsmith.evaluation.metrics import Judges
+from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 from reelsmith.tests.benchmark_modules import load_benchmark
 
 pytestmark = pytest.mark.skipif(shipped_shot_model() is None, reason="no shot model shipped")
@@ -87,6 +88,7 @@ def test_the_report_is_written(made, tmp_path):
     truth = e2e.ground_truth(screenplay)
     report = {"count": 1, "shots": 3, "seed": SEED, "device": "cpu", "text_names_every_look": 1}
     report["judge_threshold"] = judges.frame.threshold
+    report["planner_temperature"] = DEFAULT_TEMPERATURE
     report["ground_truth"] = e2e.summarise([e2e.judge(judges, screenplay, truth, cast, None)])
     report["settings"] = {
         name: e2e.summarise([e2e.judge(judges, screenplay, movie.frames, cast, truth)])
@@ -98,6 +100,7 @@ def test_the_report_is_written(made, tmp_path):
     e2e.write_report(report, tmp_path)
 
     table = (tmp_path / "end_to_end.md").read_text()
+    assert f"planner temperature {DEFAULT_TEMPERATURE:g}, frame judge's threshold" in table
     assert f"frame judge's threshold {judges.frame.threshold}." in table
     for title in ["ground truth", *(s.title for s in e2e.SETTINGS.values())]:
         assert f"| {title} |" in table

@@ -146,16 +146,17 @@ def test_at_the_default_temperature_a_seed_changes_the_drawings_not_the_plan(key
     )
 
 
-def test_editing_a_shot_leaves_the_shots_before_it_alone(keyframer, planner):
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_editing_a_shot_leaves_the_shots_before_it_alone(keyframer, planner, temperature):
     screenplay = movie()
     cast = cast_of(screenplay)
-    before = plan_keyframes(screenplay, cast, keyframer, planner)
+    before = plan_keyframes(screenplay, cast, keyframer, planner, temperature=temperature)
     edited = screenplay.model_copy(deep=True)
     shots = [shot for _, shot in edited.shots()]
     j = next(i for i, s in enumerate(shots) if i >= 3 and s.blocking)
     old = shots[j].blocking[0].action
     shots[j].blocking[0].action = Action.jump if old != Action.jump else Action.sit
-    after = plan_keyframes(edited, cast, keyframer, planner)
+    after = plan_keyframes(edited, cast, keyframer, planner, temperature=temperature)
     assert [k.seed for k in before] == [k.seed for k in after]  # seeds follow shot ids
     for i in range(j):
         assert torch.equal(before[i].tokens, after[i].tokens)
@@ -165,7 +166,7 @@ def test_editing_a_shot_leaves_the_shots_before_it_alone(keyframer, planner):
     # free text alone is not in the spec: nothing changes
     texted = screenplay.model_copy(deep=True)
     [shot for _, shot in texted.shots()][j].action = "Something else entirely."
-    again = plan_keyframes(texted, cast, keyframer, planner)
+    again = plan_keyframes(texted, cast, keyframer, planner, temperature=temperature)
     assert all(torch.equal(x.tokens, y.tokens) for x, y in zip(before, again, strict=True))
 
 
