@@ -244,6 +244,7 @@ def test_only_running_out_of_memory_is_retried():
 
 
 def test_backend_choices_are_checked_before_loading(tmp_path):
+    pretrained = dict(backend="diffusers", keyframe_model="some/model", shot_model="some/video")
     for choice, message in [
         (BackendChoice(backend="comfy"), "unknown backend 'comfy'"),
         (BackendChoice(backend="diffusers"), "name it with --shot-model"),
@@ -257,12 +258,7 @@ def test_backend_choices_are_checked_before_loading(tmp_path):
             "--keyframe-candidates must be from 1 to 16, got 0",
         ),
         (
-            BackendChoice(
-                backend="diffusers",
-                keyframe_model="some/model",
-                shot_model="some/video",
-                keyframe_candidates=2,
-            ),
+            BackendChoice(**pretrained, keyframe_candidates=2),
             "only the built-in keyframer draws candidates",
         ),
         (
@@ -274,12 +270,7 @@ def test_backend_choices_are_checked_before_loading(tmp_path):
             "--plan-temperature must be from 0 to 2, got 2.5",
         ),
         (
-            BackendChoice(
-                backend="diffusers",
-                keyframe_model="some/model",
-                shot_model="some/video",
-                plan_temperature=1.0,
-            ),
+            BackendChoice(**pretrained, plan_temperature=1.0),
             "--plan-temperature: keyframes from --keyframe-model some/model are drawn without",
         ),
     ]:
