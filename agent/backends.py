@@ -122,7 +122,7 @@ class BackendChoice:
                     f"--plan-temperature must be from 0 to {MAX_PLAN_TEMPERATURE:g}, got "
                     f"{self.plan_temperature:g}"
                 )
-            if not self.builtin_keyframer or (self.backend == "builtin" and self.keyframe_model):
+            if not self.shipped_keyframer:
                 raise InputError(
                     f"--plan-temperature: keyframes from --keyframe-model {self.keyframe_model} "
                     "are drawn without the shipped planner, so there is no plan to sample; "
@@ -168,6 +168,12 @@ class BackendChoice:
     @property
     def builtin_keyframer(self) -> bool:
         return self.backend == "builtin" or self.keyframe_model is None
+
+    @property
+    def shipped_keyframer(self) -> bool:
+        """The shipped built-in keyframer draws, the only one that reads the shipped planner's
+        tokens (not a pretrained one, nor a built-in one from another folder)."""
+        return self.builtin_keyframer and not (self.backend == "builtin" and self.keyframe_model)
 
 
 class Models:
@@ -249,8 +255,8 @@ class Models:
         from reelsmith.planner.keyframe_planner import CONFIG_NAME, WEIGHTS, WEIGHTS_NAME
 
         c = self.choice
-        if not c.builtin_keyframer or (c.backend == "builtin" and c.keyframe_model):
-            return None  # only the shipped keyframer reads the shipped planner's tokens
+        if not c.shipped_keyframer:
+            return None
         if not all((WEIGHTS / name).is_file() for name in (CONFIG_NAME, WEIGHTS_NAME)):
             if not self._warned:
                 self._warned = True
