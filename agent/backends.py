@@ -18,7 +18,6 @@ are all made never loads a model.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import queue
@@ -29,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reelsmith.errors import InputError
+from reelsmith.renderer.shots.builtin import BuiltinShotRenderer
+from reelsmith.renderer.shots.motion_pipeline import WEIGHTS as SHOT_WEIGHTS
+from reelsmith.renderer.shots.motion_pipeline import load_motion_pipeline
 
 logger = logging.getLogger("reelsmith")
 
@@ -36,38 +38,21 @@ BACKENDS = ("builtin", "diffusers")
 MAX_PLAN_TEMPERATURE = 2.0  # a bound on the planner's sampling noise, twice what it learned
 EXAMPLE_SHOT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
 
-# The built-in shot models, by pipeline class: (renderer module, loader, renderer). The first one
-# shipped is the default; a folder given with --shot-model is loaded by its own class.
-BUILTIN_SHOT_MODELS = {
-    "MotionPipeline": ("motion_pipeline", "load_motion_pipeline", "MotionShotRenderer"),
-    "ShotPipeline": ("shot_pipeline", "load_shot_pipeline", "BuiltinShotRenderer"),
-}
-
-
-def builtin_shot_weights() -> list[Path]:
-    """Where the built-in shot models ship, in order of preference (imports torch)."""
-    return [_renderer_module(m).WEIGHTS for m, _, _ in BUILTIN_SHOT_MODELS.values()]
-
 
 def shipped_shot_model() -> Path | None:
-    """The folder of the first built-in shot model that is shipped, or None."""
-    return next((w for w in builtin_shot_weights() if (w / "model_index.json").is_file()), None)
+    """The folder of the shipped built-in shot model, or None where it is not shipped."""
+    return SHOT_WEIGHTS if (SHOT_WEIGHTS / "model_index.json").is_file() else None
 
 
 def load_builtin_shot_renderer(folder: str | Path, device: str, **settings):
-    """The `ShotRenderer` over the built-in shot pipeline saved in `folder`."""
+    """The `BuiltinShotRenderer` over the `MotionPipeline` saved in `folder`."""
     try:
         class_name = json.loads((Path(folder) / "model_index.json").read_text())["_class_name"]
-        module, loader, renderer = BUILTIN_SHOT_MODELS[class_name]
-    except (OSError, ValueError, KeyError):
-        known = ", ".join(BUILTIN_SHOT_MODELS)
-        raise InputError(f"{folder}: not a built-in shot model ({known})") from None
-    module = _renderer_module(module)
-    return getattr(module, renderer)(getattr(module, loader)(folder, device), **settings)
-
-
-def _renderer_module(name: str):
-    return importlib.import_module(f"reelsmith.renderer.{name}")
+    except (OSError, ValueError, KeyError, TypeError):
+        class_name = None
+    if class_name != "MotionPipeline":
+        raise InputError(f"{folder}: not a built-in shot model (a MotionPipeline folder)")
+    return BuiltinShotRenderer(load_motion_pipeline(folder, device), **settings)
 
 
 @dataclass(frozen=True)
@@ -149,7 +134,7 @@ class BackendChoice:
                 f"name it with --shot-model (a Hub id or folder, e.g. {EXAMPLE_SHOT_MODEL})"
             )
         if self.backend == "builtin" and self.shot_model is None and not shipped_shot_model():
-            where = " or ".join(str(w) for w in builtin_shot_weights())
+            where = SHOT_WEIGHTS
             raise InputError(
                 f"no built-in shot model is shipped yet (none at {where}); render shots with a "
                 "diffusers image-to-video pipeline: --backend diffusers --shot-model MODEL "
@@ -201,7 +186,7 @@ class Models:
 
         c = self.choice
         if c.builtin_keyframer:
-            from reelsmith.renderer.keyframe_pipeline import DEFAULT_STEPS, WEIGHTS
+            from reelsmith.renderer.keyframes.pipeline import DEFAULT_STEPS, WEIGHTS
 
             folder = c.keyframe_model if c.backend == "builtin" and c.keyframe_model else WEIGHTS
             model = {
@@ -216,7 +201,7 @@ class Models:
 
     @property
     def keyframe_candidates(self) -> int:
-        from reelsmith.renderer.keyframer import DEFAULT_CANDIDATES
+        from reelsmith.renderer.keyframes.builtin import DEFAULT_CANDIDATES
 
         c = self.choice.keyframe_candidates
         return DEFAULT_CANDIDATES if c is None else c
@@ -283,7 +268,7 @@ class Models:
 
     @property
     def encoder(self):
-        from reelsmith.memory.identity import load_identity_encoder
+        from reelsmith.renderer.identity.encoder import load_identity_encoder
 
         return self._get("encoder", load_identity_encoder)
 
@@ -300,13 +285,13 @@ class Models:
     def _load_keyframer(self):
         c = self.choice
         if c.builtin_keyframer:
-            from reelsmith.renderer.keyframe_pipeline import load_keyframe_pipeline
-            from reelsmith.renderer.keyframer import BuiltinKeyframer
+            from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
+            from reelsmith.renderer.keyframes.pipeline import load_keyframe_pipeline
 
             folder = c.keyframe_model if c.backend == "builtin" else None
             check = None
             if self.keyframe_candidates > 1:  # it embeds figures with the run's encoder
-                from reelsmith.renderer.identity_check import IdentityCheck
+                from reelsmith.renderer.identity.check import IdentityCheck
 
                 check = IdentityCheck.load(c.device, encoder=self.encoder)
             keyframer = BuiltinKeyframer(
@@ -322,7 +307,7 @@ class Models:
                     "--backend diffusers --keyframe-model MODEL"
                 )
             return keyframer
-        from reelsmith.renderer.pretrained import PretrainedKeyframer
+        from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer
 
         try:
             return PretrainedKeyframer.from_pretrained(
@@ -337,7 +322,7 @@ class Models:
         if c.backend == "builtin":
             folder = c.shot_model or shipped_shot_model()
             return load_builtin_shot_renderer(folder, c.device, **steps)
-        from reelsmith.renderer.pretrained_shots import PretrainedShotRenderer
+        from reelsmith.renderer.shots.pretrained import PretrainedShotRenderer
 
         try:
             return PretrainedShotRenderer.from_pretrained(c.shot_model, device=c.device, **steps)

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
-from reelsmith.planner.keyframe_spec import KeyframeSpec
-from reelsmith.renderer.shots import ShotRequest
+from reelsmith.renderer.shots.protocol import ShotRequest
+from reelsmith.schema.conditioning import KeyframeSpec
 
 CACHE_VERSION = 1  # bump when a key's contents change meaning
 HASHED_FILE_BYTES = 256 * 2**20  # larger weight files are fingerprinted by size and mtime
@@ -224,7 +224,7 @@ class Cache:
         return self.keyframe_path(key).is_file()
 
     def put_keyframe(self, key: str, image: np.ndarray, tokens: torch.Tensor | None) -> None:
-        from reelsmith.renderer.assembly import write_png
+        from reelsmith.renderer.assembly.movie import write_png
 
         if tokens is not None:  # first, so that a keyframe on disk always has its tokens
             array = tokens.detach().to("cpu", torch.float32).numpy()

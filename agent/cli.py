@@ -56,9 +56,9 @@ def portrait(
 
     from reelsmith.agent.references import ModelReferences
     from reelsmith.atomic import write_bytes_atomic
-    from reelsmith.memory.identity import load_identity_encoder
-    from reelsmith.planner.screenplay import Character, slugify
-    from reelsmith.renderer.keyframer import BuiltinKeyframer
+    from reelsmith.renderer.identity.encoder import load_identity_encoder
+    from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
+    from reelsmith.schema.screenplay import Character, slugify
 
     if not description.strip():
         raise InputError("the description is empty")
@@ -196,7 +196,7 @@ def schema(
     """Print the Screenplay JSON schema (what constrained decoding uses)."""
     import json
 
-    from reelsmith.planner.screenplay import Screenplay
+    from reelsmith.schema.screenplay import Screenplay
 
     text = json.dumps(Screenplay.model_json_schema(), indent=2) + "\n"
     if output is None:
@@ -275,7 +275,7 @@ def make(
     """Make a movie from an idea or a screenplay, in a run directory that can be resumed."""
     import time
 
-    from reelsmith.agent.run import RunDir, RunInputs, RunOptions
+    from reelsmith.agent.run_dir import RunDir, RunInputs, RunOptions
 
     started = time.monotonic()
     # 1. check inputs, before anything is loaded or written
@@ -366,7 +366,7 @@ def resume(
     import dataclasses
     import time
 
-    from reelsmith.agent.run import RunDir
+    from reelsmith.agent.run_dir import RunDir
 
     started = time.monotonic()
     run = RunDir.open(run_dir)
@@ -386,7 +386,7 @@ def status(
     import json
 
     from reelsmith.agent.graph import describe
-    from reelsmith.agent.run import RunDir
+    from reelsmith.agent.run_dir import RunDir
 
     info = describe(RunDir.open(run_dir))
     if as_json:
@@ -428,7 +428,7 @@ def _prompt_or_source(prompt: str | None, source: Path | None) -> tuple[str | No
 
 def _check_source(source: Path, **writing) -> tuple[str, bytes]:
     """The source screenplay's (suffix, bytes), checked: readable, valid and renderable."""
-    from reelsmith.agent.run import check_renderable
+    from reelsmith.agent.run_dir import check_renderable
     from reelsmith.planner.io import load_screenplay, read_text
 
     given = [

@@ -40,11 +40,11 @@ from reelsmith.agent.cache import (
     render_seed,
     shot_key,
 )
-from reelsmith.agent.run import RunDir, screenplay_digest
+from reelsmith.agent.run_dir import RunDir, screenplay_digest
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
 from reelsmith.errors import InputError
-from reelsmith.planner.screenplay import Screenplay
-from reelsmith.renderer.shots import ShotRequest
+from reelsmith.renderer.shots.protocol import ShotRequest
+from reelsmith.schema.screenplay import Screenplay
 
 MOVIE_SIDE = 256  # movie.mp4 is enlarged (nearest neighbour) to about this many pixels
 
@@ -169,8 +169,8 @@ def cast_characters(state: MovieState, runtime: Runtime[Context]) -> dict:
     if missing:
         from reelsmith.agent.references import ModelReferences
         from reelsmith.memory.casting import cast
-        from reelsmith.memory.identity import ENCODER
         from reelsmith.memory.store import SeriesStore
+        from reelsmith.renderer.identity.encoder import ENCODER
 
         # Step 1: the series bible resolves (or casts) everyone
         ctx.reporter.stage("cast", total=len(missing))
@@ -290,7 +290,7 @@ def render_shot(task: ShotTask, runtime: Runtime[Context]) -> dict:
 
 def assemble_movie(state: MovieState, runtime: Runtime[Context]) -> dict:
     """The movie, shots, subtitles and storyboard, from the stored keyframes and frames."""
-    from reelsmith.renderer.assembly import ShotMedia, assemble
+    from reelsmith.renderer.assembly.movie import ShotMedia, assemble
 
     ctx = runtime.context
     run, cache = ctx.run, Cache(ctx.run.path)
@@ -340,7 +340,7 @@ def shot_request(shot, keyframe, cast: dict, *, fps: int, seed: int) -> ShotRequ
     """A shot's request to the renderer, as `render_shot` makes it (benchmarks/end_to_end.py
     makes its requests here too). `cast` maps character ids to `CastEntry`s; `seed` is the
     run seed."""
-    from reelsmith.memory.identity import ENCODER
+    from reelsmith.renderer.identity.encoder import ENCODER
 
     identities = {
         cid: {ENCODER: cast[cid].embedding}

@@ -14,11 +14,11 @@ import hashlib
 import numpy as np
 
 from reelsmith.memory.casting import Reference
-from reelsmith.memory.identity import ENCODER, IdentityEncoder
-from reelsmith.planner.screenplay import Character
-from reelsmith.renderer.keyframer import Keyframer
-from reelsmith.renderer.keyframes import CharacterSpec
-from reelsmith.world.identity import Identity, identity_for
+from reelsmith.renderer.identity.encoder import ENCODER, IdentityEncoder
+from reelsmith.renderer.keyframes.keyframer import Keyframer
+from reelsmith.schema.conditioning import CharacterSpec
+from reelsmith.schema.looks import Identity, identity_for
+from reelsmith.schema.screenplay import Character
 
 
 class ModelReferences:

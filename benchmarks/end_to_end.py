@@ -66,17 +66,17 @@ from reporting import add_judge_threshold, apply_judge_threshold
 from reelsmith.agent.backends import BackendChoice, Models
 from reelsmith.agent.graph import shot_request
 from reelsmith.agent.references import ModelReferences
-from reelsmith.agent.run import RunInputs
+from reelsmith.agent.run_dir import RunInputs
 from reelsmith.evaluation.metrics import KEYS, Judges, score_movie, score_shot, to_64
 from reelsmith.memory import casting
-from reelsmith.memory.identity import ENCODER
 from reelsmith.memory.store import SeriesStore
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_keyframes
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.shots import ShotRequest
+from reelsmith.renderer.identity.encoder import ENCODER
+from reelsmith.renderer.shots.protocol import ShotRequest
+from reelsmith.schema.looks import Identity, cast_identities, named_traits
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.dataset import random_brief
-from reelsmith.world.identity import Identity, cast_identities, named_traits
 from reelsmith.world.render import WorldConfig, WorldRenderer
 
 FPS = RunInputs().fps  # the agent's frame rate (8), also the ground truth's

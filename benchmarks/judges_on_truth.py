@@ -19,7 +19,7 @@ from reporting import add_judge_threshold, apply_judge_threshold
 from reelsmith.evaluation.metrics import KEYS, Judges, score_movie
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.world.identity import cast_identities
+from reelsmith.schema.looks import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 
 PROMPTS = [

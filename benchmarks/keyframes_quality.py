@@ -36,17 +36,17 @@ import torch
 from reporting import add_judge_threshold, apply_judge_threshold, print_report
 
 from reelsmith.evaluation.judges import judge_frames, load_judge
-from reelsmith.memory.identity import load_identity_encoder
-from reelsmith.renderer.identity_check import IdentityCheck, draw_best
-from reelsmith.renderer.keyframe_pipeline import (
+from reelsmith.renderer.identity.check import IdentityCheck, draw_best
+from reelsmith.renderer.identity.encoder import load_identity_encoder
+from reelsmith.renderer.keyframes.pipeline import (
     DEFAULT_STEPS,
     PORTRAIT_GUIDANCE,
     load_keyframe_pipeline,
     parse_guidance,
 )
-from reelsmith.renderer.keyframes import KeyframeSpec
+from reelsmith.schema.conditioning import KeyframeSpec
+from reelsmith.schema.looks import Identity
 from reelsmith.world.dataset import DatasetSpec, build, read
-from reelsmith.world.identity import Identity
 from reelsmith.world.render import portrait as render_portrait
 from reelsmith.world.train import record_spec
 

@@ -21,13 +21,13 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from reelsmith.renderer.keyframe_pipeline import (
+from reelsmith.renderer.keyframes.pipeline import (
     DEFAULT_GUIDANCE,
     DEFAULT_STEPS,
     load_keyframe_pipeline,
     parse_guidance,
 )
-from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec
+from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
 SPEC = KeyframeSpec(
     "forest",
@@ -157,7 +157,8 @@ def main() -> None:
 
 def time_keyframer(pipe, candidates: int, steps: int, repeats: int, sync, device: str) -> dict:
     """One keyframe with tokens through `BuiltinKeyframer` (candidates + the identity check)."""
-    from reelsmith.renderer.keyframer import BuiltinKeyframer, IdentityReference
+    from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
+    from reelsmith.renderer.keyframes.keyframer import IdentityReference
 
     keyframer = BuiltinKeyframer(pipe, steps=steps, candidates=candidates, device=device)
     width = pipe.condition_encoder.config.identity_dim

@@ -57,19 +57,19 @@ from reporting import add_judge_threshold, apply_judge_threshold, print_report
 
 from reelsmith.agent.references import ModelReferences
 from reelsmith.evaluation.judges import load_judge
-from reelsmith.memory.identity import ENCODER, load_identity_encoder
 from reelsmith.planner.keyframe_planner import load_keyframe_planner
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_many
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.keyframe_pipeline import (
+from reelsmith.renderer.identity.encoder import ENCODER, load_identity_encoder
+from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
+from reelsmith.renderer.keyframes.pipeline import (
     DEFAULT_STEPS,
     load_keyframe_pipeline,
     parse_guidance,
 )
-from reelsmith.renderer.keyframer import BuiltinKeyframer
+from reelsmith.schema.looks import Identity, cast_identities, named_traits
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.dataset import DatasetSpec, build, random_brief, read
-from reelsmith.world.identity import Identity, cast_identities, named_traits
 from reelsmith.world.render import WorldConfig, WorldRenderer, place_of
 
 SETTINGS = (

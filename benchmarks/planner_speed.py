@@ -49,7 +49,7 @@ from reelsmith.planner.keyframe_planner import KeyframePlanner, PlannerConfig, l
 from reelsmith.planner.planning import prepare
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.world.identity import cast_identities
+from reelsmith.schema.looks import cast_identities
 
 PROMPT = (
     "Mara, a red pointed fox with a hat, Ode, a blue striped robot, and Pim, a round green "

@@ -7,7 +7,7 @@ On held-out storyworld screenplays (a seed no model was trained on: the motion m
 clips of seeds 41 and 7741), written and drawn the way the datasets are (`random_brief` + the
 offline writer + the world renderer, 64 x 64 at 8 fps, every frame of every shot):
 
-1. each shot is rendered by the shot renderer (the shipped `MotionShotRenderer` by default;
+1. each shot is rendered by the shot renderer (the shipped `BuiltinShotRenderer` by default;
    `--motion DIR` for another `save_pretrained` folder) from its GROUND-TRUTH keyframe, with
    each character's identity embedding as training saw it (the shipped identity encoder on the
    identity's canonical portrait), its camera move and blocking;
@@ -28,7 +28,7 @@ offline writer + the world renderer, 64 x 64 at 8 fps, every frame of every shot
 5. the long-shot test: `--long` shots (the first shot with characters of each of the first
    movies) stretched to `--long-seconds` and rendered whole. The motion renderer extends a
    long shot itself, clip by clip, each clip warping the shot's own keyframe with the last
-   motion latent as context (`MotionShotRenderer.render`; it takes no start frame, so
+   motion latent as context (`BuiltinShotRenderer.render`; it takes no start frame, so
    `renderer.shots.extend_clip_by_clip` is not its path). Score: frame identity accuracy over
    the last 10 s against the first 10 s (last / first; target >= 0.95), for the truth, ours
    and the baseline. Twice: as scripted (characters may walk out of the frame, in the truth
@@ -58,13 +58,14 @@ from reelsmith.evaluation.metrics import (
     score_movie,
     to_64,
 )
-from reelsmith.memory.identity import ENCODER, load_identity_encoder
-from reelsmith.planner.screenplay import Action, Blocking, CameraMove, Screenplay
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.motion_pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, MotionShotRenderer
-from reelsmith.renderer.shots import ShotRequest
+from reelsmith.renderer.identity.encoder import ENCODER, load_identity_encoder
+from reelsmith.renderer.shots.builtin import BuiltinShotRenderer
+from reelsmith.renderer.shots.motion_pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from reelsmith.renderer.shots.protocol import ShotRequest
+from reelsmith.schema.looks import Identity, cast_identities
+from reelsmith.schema.screenplay import Action, Blocking, CameraMove, Screenplay
 from reelsmith.world.dataset import random_brief
-from reelsmith.world.identity import Identity, cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 from reelsmith.world.train import to_pixels
 
@@ -263,7 +264,7 @@ def main() -> None:
     started = time.time()
 
     # 1. models and held-out data
-    renderer = MotionShotRenderer.from_pretrained(
+    renderer = BuiltinShotRenderer.from_pretrained(
         args.motion,
         args.device,
         steps=args.steps,

@@ -5,7 +5,7 @@
 
 A "shot" here is `--seconds` of video (default 4 s: 32 frames at 8 fps, 4 clips of 8 frames,
 each `--steps` denoising steps at batch 1 + one decode), rendered from a held-out storyworld
-keyframe by `MotionShotRenderer` (the shipped model by default), the whole product path:
+keyframe by `BuiltinShotRenderer` (the shipped model by default), the whole product path:
 conditions, sampling loop, flow decode, retime.
 
 - CPU (batch 1): seconds of compute per second of video, at torch's thread count
@@ -35,12 +35,13 @@ import torch
 from reporting import print_report
 from torch.utils.flop_counter import FlopCounterMode
 
-from reelsmith.memory.identity import ENCODER, load_identity_encoder
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.motion_pipeline import DEFAULT_STEPS, MotionShotRenderer
-from reelsmith.renderer.shots import ShotRequest
+from reelsmith.renderer.identity.encoder import ENCODER, load_identity_encoder
+from reelsmith.renderer.shots.builtin import BuiltinShotRenderer
+from reelsmith.renderer.shots.motion_pipeline import DEFAULT_STEPS
+from reelsmith.renderer.shots.protocol import ShotRequest
+from reelsmith.schema.looks import cast_identities
 from reelsmith.world.dataset import random_brief
-from reelsmith.world.identity import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 
 FPS = 8
@@ -121,7 +122,7 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = args.dtype == "tf32"
 
     # 1. the renderer and one held-out shot
-    renderer = MotionShotRenderer.from_pretrained(args.motion, args.device, steps=args.steps)
+    renderer = BuiltinShotRenderer.from_pretrained(args.motion, args.device, steps=args.steps)
     if cuda and args.dtype == "bf16":
         renderer.pipe.to(dtype=torch.bfloat16)
     request = held_out_request(args.seconds, args.seed)

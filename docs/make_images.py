@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.video import read_mp4
+from reelsmith.renderer.assembly.video import read_mp4
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.export import cast_sheet, contact_sheet, save_png
 from reelsmith.world.render import WorldConfig, WorldRenderer
 

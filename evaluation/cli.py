@@ -28,7 +28,7 @@ def load_run(run_dir: Path):
 
     from reelsmith.errors import InputError
     from reelsmith.planner.io import load_screenplay
-    from reelsmith.renderer.video import read_mp4
+    from reelsmith.renderer.assembly.video import read_mp4
 
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory")
@@ -42,7 +42,7 @@ def load_run(run_dir: Path):
     identities = None
     cast_path = run_dir / "cast.json"
     if cast_path.is_file():
-        from reelsmith.world.identity import Identity
+        from reelsmith.schema.looks import Identity
 
         try:
             cast = json.loads(cast_path.read_text("utf-8"))

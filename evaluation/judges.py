@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reelsmith.memory.identity import crop_boxes
 from reelsmith.numerics import settle
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import CameraMove, ShotSize, TimeOfDay
-from reelsmith.world.identity import ACCESSORIES, COLOURS, PATTERNS, SHAPES, Identity
+from reelsmith.renderer.identity.encoder import crop_boxes
+from reelsmith.schema import vocabulary
+from reelsmith.schema.looks import ACCESSORIES, COLOURS, PATTERNS, SHAPES, Identity
+from reelsmith.schema.screenplay import CameraMove, ShotSize, TimeOfDay
 
 WEIGHTS = Path(__file__).parent / "weights"
 LOCATIONS = tuple(vocabulary.LOCATIONS)

@@ -59,8 +59,8 @@ from reelsmith.evaluation.judges import (
     load_judge,
     to_input,
 )
-from reelsmith.planner.screenplay import Screenplay
-from reelsmith.world.identity import Identity, cast_identities
+from reelsmith.schema.looks import Identity, cast_identities
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.render import place_of
 
 SEEN_FRACTION = 0.2

@@ -36,9 +36,9 @@ from reelsmith.evaluation.judges import (
     to_input,
 )
 from reelsmith.numerics import settle
-from reelsmith.planner.screenplay import Action
+from reelsmith.schema.looks import Identity
+from reelsmith.schema.screenplay import Action
 from reelsmith.world.dataset import DatasetSpec, build, read
-from reelsmith.world.identity import Identity
 
 ACTIONS = tuple(a.value for a in Action)
 MIN_PIXELS = 24  # smaller slivers at the frame's edge are neither positives nor negatives

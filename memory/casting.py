@@ -18,7 +18,7 @@ import torch
 
 from reelsmith.errors import InputError
 from reelsmith.memory.store import SeriesStore, load_image_file
-from reelsmith.planner.screenplay import Character, Scene, Screenplay, slugify
+from reelsmith.schema.screenplay import Character, Scene, Screenplay, slugify
 
 
 @dataclass

@@ -72,8 +72,8 @@ from pydantic import ValidationError
 from reelsmith.errors import InputError, ScreenplayError
 from reelsmith.planner import fountain_export as export
 from reelsmith.planner import fountain_syntax as syntax
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import (
+from reelsmith.schema import vocabulary
+from reelsmith.schema.screenplay import (
     MAX_SHOT_SECONDS,
     MIN_SHOT_SECONDS,
     CameraMove,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from reelsmith.planner import fountain_syntax as syntax
-from reelsmith.planner.screenplay import Character, Scene, Screenplay, Setting, Shot, Transition
+from reelsmith.schema.screenplay import Character, Scene, Screenplay, Setting, Shot, Transition
 
 HEADING_PREFIXES = {Setting.interior: "INT.", Setting.exterior: "EXT.", Setting.both: "INT./EXT."}
 TRANSITION_LINES = {Transition.crossfade: "DISSOLVE TO:", Transition.fade: "FADE OUT."}

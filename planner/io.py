@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from reelsmith.errors import InputError, ScreenplayError
-from reelsmith.planner.screenplay import Screenplay
+from reelsmith.schema.screenplay import Screenplay
 
 READ_FORMATS = {
     ".json": "json",

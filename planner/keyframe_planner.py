@@ -50,7 +50,7 @@ from torch.nn import functional as F
 from transformers import LlamaConfig, LlamaModel
 
 from reelsmith.numerics import settle
-from reelsmith.planner.keyframe_spec import SCENE_FIELDS, SLOT_FIELDS, TRAITS
+from reelsmith.schema.conditioning import SCENE_FIELDS, SLOT_FIELDS, TRAITS
 
 WEIGHTS = Path(__file__).parent / "weights" / "planner"
 CONFIG_NAME = "config.json"

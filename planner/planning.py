@@ -40,14 +40,14 @@ import numpy as np
 import torch
 
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import ENCODER
 from reelsmith.planner.keyframe_planner import KeyframePlanner
-from reelsmith.planner.keyframe_spec import KeyframeSpec, spec_indices
-from reelsmith.planner.screenplay import Scene, Screenplay, Shot
-from reelsmith.renderer.keyframer import IdentityReference
+from reelsmith.renderer.identity.encoder import ENCODER
+from reelsmith.renderer.keyframes.keyframer import IdentityReference
+from reelsmith.schema.conditioning import KeyframeSpec, spec_indices
+from reelsmith.schema.screenplay import Scene, Screenplay, Shot
 
 if TYPE_CHECKING:
-    from reelsmith.renderer.keyframer import Keyframer
+    from reelsmith.renderer.keyframes.keyframer import Keyframer
 
 # The planner's sampling temperature: 0 plans each token as the mean of its most likely mixture
 # component, so a seed varies the drawing, not the staging. Chosen on validation movies (seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from reelsmith.planner import vocabulary
+from reelsmith.schema import vocabulary
 
 if TYPE_CHECKING:
     from reelsmith.planner.writers.base import Brief

@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from reelsmith.errors import InputError, ScreenplayError
-from reelsmith.planner.screenplay import (
+from reelsmith.schema.screenplay import (
     ID_PATTERN,
     MAX_SHOT_SECONDS,
     MIN_SHOT_SECONDS,

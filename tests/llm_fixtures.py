@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reelsmith.planner import prompts
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.base import Brief
+from reelsmith.schema.screenplay import Screenplay
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

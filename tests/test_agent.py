@@ -20,8 +20,8 @@ import pytest
 
 from reelsmith.agent.backends import shipped_shot_model
 from reelsmith.agent.graph import describe
-from reelsmith.agent.run import RunDir
-from reelsmith.renderer.video import read_mp4
+from reelsmith.agent.run_dir import RunDir
+from reelsmith.renderer.assembly.video import read_mp4
 
 PROMPT = "a fox and a robot meet in the forest"
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # tiny models: one thread is fastest

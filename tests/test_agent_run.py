@@ -21,10 +21,10 @@ from reelsmith.agent.cache import (
     shot_key,
 )
 from reelsmith.agent.graph import build_graph
-from reelsmith.agent.run import RUN_FORMAT, RunDir, RunInputs, RunOptions
+from reelsmith.agent.run_dir import RUN_FORMAT, RunDir, RunInputs, RunOptions
 from reelsmith.errors import InputError
-from reelsmith.planner.keyframe_spec import CharacterSpec, KeyframeSpec
-from reelsmith.renderer.shots import ShotRequest
+from reelsmith.renderer.shots.protocol import ShotRequest
+from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
 # -- run directories ------------------------------------------------------------------------
 
@@ -283,7 +283,7 @@ def test_backend_choices_are_checked_before_loading(tmp_path):
 
 def test_keyframe_candidates_are_part_of_the_keyframers_cache_key():
     from reelsmith.agent.backends import Models
-    from reelsmith.renderer.keyframer import DEFAULT_CANDIDATES
+    from reelsmith.renderer.keyframes.builtin import DEFAULT_CANDIDATES
 
     default = Models(BackendChoice()).keyframer_id
     assert default["candidates"] == DEFAULT_CANDIDATES

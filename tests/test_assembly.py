@@ -19,8 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from reelsmith.errors import InputError
-from reelsmith.planner.screenplay import Screenplay
-from reelsmith.renderer.assembly import (
+from reelsmith.renderer.assembly.movie import (
     ShotMedia,
     assemble,
     plan_timeline,
@@ -28,7 +27,8 @@ from reelsmith.renderer.assembly import (
     to_webvtt,
     validate_webvtt,
 )
-from reelsmith.renderer.video import read_mp4
+from reelsmith.renderer.assembly.video import read_mp4
+from reelsmith.schema.screenplay import Screenplay
 
 FPS = 8
 COLOURS = {"a": (200, 60, 60), "b": (40, 160, 220), "c": (120, 200, 80), "d": (230, 230, 40)}

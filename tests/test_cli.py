@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelsmith.planner.screenplay import Screenplay
+from reelsmith.schema.screenplay import Screenplay
 
 
 def run(

@@ -13,7 +13,7 @@ from PIL import Image
 from reelsmith.agent.backends import BackendChoice, Models, shipped_shot_model
 from reelsmith.agent.cache import Cache
 from reelsmith.agent.graph import Context, advance
-from reelsmith.agent.run import RunDir, RunInputs, RunOptions
+from reelsmith.agent.run_dir import RunDir, RunInputs, RunOptions
 from reelsmith.evaluation.metrics import Judges
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 from reelsmith.tests.benchmark_modules import load_benchmark

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from reelsmith.evaluation.metrics import Judges, frechet_distance, positions, score_movie
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
+from reelsmith.schema.looks import cast_identities
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.tests.benchmark_modules import load_benchmark
-from reelsmith.world.identity import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from reelsmith.errors import InputError, ScreenplayError
 from reelsmith.planner.fountain import dumps, parse
-from reelsmith.planner.screenplay import (
+from reelsmith.schema.screenplay import (
     Action,
     Blocking,
     CameraMove,

@@ -9,14 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from reelsmith.renderer.identity_check import (
-    IdentityCheck,
-    candidate_seed,
-    draw_best,
-    match,
-)
+from reelsmith.renderer.identity.check import IdentityCheck, candidate_seed, draw_best, match
+from reelsmith.schema.looks import Identity
 from reelsmith.world.dataset import DatasetSpec, build, read
-from reelsmith.world.identity import Identity
 from reelsmith.world.render import portrait
 
 
@@ -159,9 +154,10 @@ def test_draw_best_keeps_the_drawing_that_shows_the_looks(looks_check, keyframes
 
 
 def test_the_keyframer_keeps_the_candidate_the_check_prefers(check):
-    from reelsmith.renderer.keyframe_pipeline import make_pipeline
-    from reelsmith.renderer.keyframer import BuiltinKeyframer, IdentityReference
-    from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec
+    from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
+    from reelsmith.renderer.keyframes.keyframer import IdentityReference
+    from reelsmith.renderer.keyframes.pipeline import make_pipeline
+    from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
     torch.manual_seed(0)
     pipe = make_pipeline(

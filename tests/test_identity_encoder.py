@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import (
+from reelsmith.renderer.identity.encoder import (
     IdentityEncoder,
     crop_boxes,
     load_identity_encoder,

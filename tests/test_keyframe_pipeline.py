@@ -14,30 +14,26 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reelsmith.memory.identity import crop_boxes, load_identity_encoder
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.keyframe_pipeline import (
+from reelsmith.renderer.identity.encoder import crop_boxes, load_identity_encoder
+from reelsmith.renderer.keyframes.models import (
+    ConditionEncoder,
+    KeyframeEncoder,
+    KeyframeTransformer,
+    deepened,
+    patchify,
+    unpatchify,
+    with_detail,
+)
+from reelsmith.renderer.keyframes.pipeline import (
     BRANCHES,
     KeyframePipeline,
     load_keyframe_pipeline,
     make_pipeline,
 )
-from reelsmith.renderer.keyframes import (
-    ACTIONS,
-    TRAITS,
-    CharacterSpec,
-    ConditionEncoder,
-    KeyframeEncoder,
-    KeyframeSpec,
-    KeyframeTransformer,
-    deepened,
-    patchify,
-    spec_indices,
-    unpatchify,
-    with_detail,
-)
-from reelsmith.world.identity import cast_identities
+from reelsmith.schema.conditioning import ACTIONS, TRAITS, CharacterSpec, KeyframeSpec, spec_indices
+from reelsmith.schema.looks import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -577,7 +573,7 @@ def test_shipped_identity_encoder_matches_crops_to_portraits(identity_encoder):
 
 
 def test_parse_guidance():
-    from reelsmith.renderer.keyframe_pipeline import parse_guidance
+    from reelsmith.renderer.keyframes.pipeline import parse_guidance
 
     assert parse_guidance("") == {}
     assert parse_guidance("spec=2, identity=3") == {"spec": 2.0, "identity": 3.0}

@@ -37,7 +37,7 @@ def test_a_setting_without_a_value_is_refused(shipped):
 
 def test_found_pairs_are_the_visible_characters_the_judge_finds():
     from reelsmith.evaluation.judges import Detection, FrameVerdict
-    from reelsmith.world.identity import Identity
+    from reelsmith.schema.looks import Identity
 
     found_pairs = load_benchmark("keyframes_quality").found_pairs
     a, b, c = (Identity.from_index(i) for i in (0, 5, 9))
@@ -55,7 +55,7 @@ def test_found_pairs_are_the_visible_characters_the_judge_finds():
 
 def test_the_judges_choice_is_the_candidate_with_most_characters_found_and_fewest_false():
     from reelsmith.evaluation.judges import Detection, FrameVerdict
-    from reelsmith.world.identity import Identity
+    from reelsmith.schema.looks import Identity
 
     best_verdicts = load_benchmark("keyframes_quality").best_verdicts
     a, b, c = (Identity.from_index(i) for i in (0, 5, 9))

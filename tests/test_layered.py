@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from reelsmith.renderer.layered import decode_layered, inpaint
-from reelsmith.renderer.motion import PRESETS, FlowAutoencoder
-from reelsmith.renderer.motion_pipeline import load_motion_pipeline, make_pipeline
-from reelsmith.renderer.segmenter import (
+from reelsmith.renderer.identity.segmenter import (
     BACKGROUND,
     CHARACTER,
     EDGE,
@@ -23,6 +20,9 @@ from reelsmith.renderer.segmenter import (
     instances,
     targets,
 )
+from reelsmith.renderer.shots.layered import decode_layered, inpaint
+from reelsmith.renderer.shots.motion import PRESETS, FlowAutoencoder
+from reelsmith.renderer.shots.motion_pipeline import load_motion_pipeline, make_pipeline
 
 torch.set_num_threads(1)
 R = 32  # frames of 32 x 32, motion latents of 8 x 8 (4 x 4 pixels a cell), flow_scale 8

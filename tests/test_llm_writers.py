@@ -20,9 +20,9 @@ import jsonschema
 import pytest
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.openai_server import OpenAIWriter
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.tests.llm_fixtures import (
     ChatServer,
     Hang,

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import crop_boxes
-from reelsmith.renderer.looks import TRAITS, LooksReader, load_looks_reader
+from reelsmith.renderer.identity.encoder import crop_boxes
+from reelsmith.renderer.identity.looks import TRAITS, LooksReader, load_looks_reader
+from reelsmith.schema.looks import Identity
 from reelsmith.world.dataset import DatasetSpec, build, read
-from reelsmith.world.identity import Identity
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ import torch
 from reelsmith.errors import InputError
 from reelsmith.memory.archive import export_series, import_series
 from reelsmith.memory.casting import cast
-from reelsmith.memory.context import KeyframeContext
 from reelsmith.memory.store import SeriesStore
-from reelsmith.planner.screenplay import Screenplay
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.references import ENCODER, storyworld_reference
 
 
@@ -219,16 +218,6 @@ def test_two_processes_writing_one_series(tmp_path):
         assert len(store.characters()) == 200
 
 
-def test_context_window_is_bounded():
-    context = KeyframeContext({"mira": torch.ones(2, 8), "bo": torch.zeros(2, 8)}, window=3)
-    for k in range(100):
-        context.push(f"s{k}", torch.full((2, 8), float(k)))
-    assert context.shots == ["s97", "s98", "s99"]
-    tokens = context.tokens()
-    assert tokens.shape == (4 + 3 * 2, 8)
-    assert tokens[-1, 0] == 99 and tokens[0, 0] == 0  # 'bo' first (sorted), then 'mira'
-
-
 def test_series_cli(tmp_path):
     env = {**os.environ, "REELSMITH_HOME": str(tmp_path / "home")}
 
@@ -427,7 +416,7 @@ def test_two_processes_casting_the_same_new_character(tmp_path):
     script = textwrap.dedent(f"""
         from reelsmith.memory.casting import cast
         from reelsmith.memory.store import SeriesStore
-        from reelsmith.planner.screenplay import Screenplay
+        from reelsmith.schema.screenplay import Screenplay
         from reelsmith.world.references import storyworld_reference
         sp = Screenplay.model_validate({{"title": "t", "characters": [{{"id": "mira",
               "name": "Mira"}}], "scenes": [{{"id": "s", "location": "forest",

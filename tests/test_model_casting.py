@@ -8,12 +8,13 @@ import torch
 
 from reelsmith.agent.references import ModelReferences
 from reelsmith.memory.casting import cast
-from reelsmith.memory.identity import ENCODER, load_identity_encoder
 from reelsmith.memory.store import SeriesStore
-from reelsmith.planner.screenplay import Screenplay
-from reelsmith.renderer.keyframer import BuiltinKeyframer, IdentityReference
-from reelsmith.renderer.keyframes import KeyframeSpec
-from reelsmith.world.identity import Identity, all_identities
+from reelsmith.renderer.identity.encoder import ENCODER, load_identity_encoder
+from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
+from reelsmith.renderer.keyframes.keyframer import IdentityReference
+from reelsmith.schema.conditioning import KeyframeSpec
+from reelsmith.schema.looks import Identity, all_identities
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.render import portrait
 
 

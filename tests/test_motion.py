@@ -15,15 +15,15 @@ import torch
 from safetensors.torch import load_file
 
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import ENCODER
-from reelsmith.renderer.motion import PRESETS, FlowAutoencoder, MotionTransformer
-from reelsmith.renderer.motion_pipeline import (
+from reelsmith.renderer.identity.encoder import ENCODER
+from reelsmith.renderer.shots.builtin import BuiltinShotRenderer
+from reelsmith.renderer.shots.motion import PRESETS, FlowAutoencoder, MotionTransformer
+from reelsmith.renderer.shots.motion_pipeline import (
     MotionPipeline,
-    MotionShotRenderer,
     load_motion_pipeline,
     make_pipeline,
 )
-from reelsmith.renderer.shots import ShotRequest, clip_seed
+from reelsmith.renderer.shots.protocol import ShotRequest, clip_seed
 from reelsmith.world.train import main as train_main
 
 torch.set_num_threads(1)
@@ -290,14 +290,14 @@ def request(frames: int, fps: float = 8, size: int = 16, seed: int = 3) -> ShotR
     ("frames", "fps", "size"), [(1, 8, 16), (3, 8, 16), (4, 8, 16), (13, 8, 16), (25, 24, 40)]
 )
 def test_renderer_returns_exactly_the_frames_asked_for(pipe, frames, fps, size):
-    renderer = MotionShotRenderer(pipe, steps=STEPS)
+    renderer = BuiltinShotRenderer(pipe, steps=STEPS)
     (out,) = renderer.render([request(frames, fps, size)])
     assert out.shape == (frames, size, size, 3) and out.dtype == np.uint8
 
 
 def test_renderer_first_frame_is_the_keyframe_moved_by_the_first_latent(pipe):
     shot = request(4)
-    (out,) = MotionShotRenderer(pipe, steps=STEPS).render([shot])
+    (out,) = BuiltinShotRenderer(pipe, steps=STEPS).render([shot])
     direct = pipe(
         shot.keyframe[None],
         cameras=["pan-right"],
@@ -316,7 +316,7 @@ def test_renderer_first_frame_is_the_keyframe_moved_by_the_first_latent(pipe):
 
 def test_extension_warps_the_original_keyframe_with_the_last_latent_as_context(pipe):
     shot = request(10)
-    renderer = MotionShotRenderer(pipe, steps=STEPS, batch_size=1)
+    renderer = BuiltinShotRenderer(pipe, steps=STEPS, batch_size=1)
     (out,) = renderer.render([shot])
     assert renderer.calls == 3  # clips of 4 + 4 + 2 (of 4) frames
     kw = {
@@ -340,9 +340,9 @@ def test_extension_warps_the_original_keyframe_with_the_last_latent_as_context(p
 
 def test_renderer_batches_shots_without_changing_them(pipe):
     shots = [request(6, seed=1), replace(request(3, seed=2), shot_id="s2")]
-    alone = [MotionShotRenderer(pipe, steps=STEPS).render([s])[0] for s in shots]
+    alone = [BuiltinShotRenderer(pipe, steps=STEPS).render([s])[0] for s in shots]
     done = []
-    together = MotionShotRenderer(pipe, steps=STEPS).render(
+    together = BuiltinShotRenderer(pipe, steps=STEPS).render(
         shots, progress=lambda *a: done.append(a)
     )
     for a, b in zip(alone, together, strict=True):
@@ -353,7 +353,7 @@ def test_renderer_batches_shots_without_changing_them(pipe):
 def test_renderer_refuses_a_start_frame(pipe):
     shot = replace(request(4), start=keyframes(1)[0])
     with pytest.raises(ValueError, match="start frame"):
-        MotionShotRenderer(pipe).render([shot])
+        BuiltinShotRenderer(pipe).render([shot])
 
 
 def test_transformer_attention_variants_agree_on_shapes():
@@ -432,7 +432,7 @@ def test_tiny_training_run_writes_a_loadable_pipeline(tmp_path):
     pipe = load_motion_pipeline(out)
     assert pipe.motion_transformer.config.latent_scale == record["motion"]["latent_scale"]
     shot = replace(request(5, size=32), identities={"mara": {ENCODER: np.ones(64) / 8}})
-    (frames,) = MotionShotRenderer(pipe, steps=STEPS).render([shot])
+    (frames,) = BuiltinShotRenderer(pipe, steps=STEPS).render([shot])
     assert frames.shape == (5, 32, 32, 3)
 
 
@@ -467,7 +467,7 @@ def test_init_continues_a_saved_pipeline_and_freeze_flow_keeps_its_autoencoder(t
 
 
 def test_init_keeps_the_pipelines_segmenter(tmp_path):
-    from reelsmith.renderer.segmenter import CharacterSegmenter
+    from reelsmith.renderer.identity.segmenter import CharacterSegmenter
 
     assert train(tmp_path).returncode == 0
     first = load_motion_pipeline(tmp_path / "out")

@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reelsmith.errors import InputError
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import Screenplay
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
+from reelsmith.schema import vocabulary
+from reelsmith.schema.screenplay import Screenplay
 
 SCHEMA = Screenplay.model_json_schema()
 

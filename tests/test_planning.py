@@ -11,11 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from reelsmith.errors import InputError
-from reelsmith.planner.keyframe_planner import (
-    KeyframePlanner,
-    PlannerConfig,
-    load_keyframe_planner,
-)
+from reelsmith.planner.keyframe_planner import KeyframePlanner, PlannerConfig, load_keyframe_planner
 from reelsmith.planner.planning import (
     CastEntry,
     plan_keyframes,
@@ -24,13 +20,13 @@ from reelsmith.planner.planning import (
     prepare,
     shot_seed,
 )
-from reelsmith.planner.screenplay import Action, Screenplay
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.renderer.keyframe_pipeline import make_pipeline
-from reelsmith.renderer.keyframer import BuiltinKeyframer
-from reelsmith.renderer.pretrained import PretrainedKeyframer
-from reelsmith.world.identity import cast_identities
+from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
+from reelsmith.renderer.keyframes.pipeline import make_pipeline
+from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer
+from reelsmith.schema.looks import cast_identities
+from reelsmith.schema.screenplay import Action, Screenplay
 from reelsmith.world.train_planner import movie_rows
 from tests.test_pretrained_keyframer import sd_pipe
 

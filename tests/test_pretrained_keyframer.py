@@ -28,9 +28,9 @@ from transformers import (
 )
 
 from reelsmith.errors import InputError
-from reelsmith.renderer.keyframer import IdentityReference
-from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec
-from reelsmith.renderer.pretrained import PretrainedKeyframer, prompt_of
+from reelsmith.renderer.keyframes.keyframer import IdentityReference
+from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer, prompt_of
+from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
 SIDE = 16  # pixels: UNet sample size 8 x VAE factor 2
 MARA = CharacterSpec(id="mara", looks={"colour": "red"}, description="a red fox")
@@ -270,7 +270,7 @@ def test_input_errors(keyframer):
 def test_without_ip_adapter_identities_are_ignored_with_one_warning(tokenizer_files, caplog):
     keyframer = PretrainedKeyframer(sd_pipe(tokenizer_files), steps=2, guidance_scale=3.0)
     assert keyframer.ip_adapter_key() is None
-    with caplog.at_level(logging.WARNING, logger="reelsmith.renderer.pretrained"):
+    with caplog.at_level(logging.WARNING, logger="reelsmith.renderer.keyframes.pretrained"):
         a = keyframer.draw([FOREST], [{"mara": IdentityReference(image=image(0))}], seeds=[4])
         b = keyframer.draw([FOREST], [{"mara": IdentityReference(image=image(1))}], seeds=[4])
     np.testing.assert_array_equal(a, b)

@@ -39,9 +39,8 @@ from transformers import (
 )
 
 from reelsmith.errors import InputError
-from reelsmith.planner.screenplay import Blocking, CameraMove, Shot
-from reelsmith.renderer.pretrained_shots import PretrainedShotRenderer, family_of, save_memory
-from reelsmith.renderer.shots import (
+from reelsmith.renderer.shots.pretrained import PretrainedShotRenderer, family_of, save_memory
+from reelsmith.renderer.shots.protocol import (
     ShotRequest,
     camera_words,
     clip_seed,
@@ -50,6 +49,7 @@ from reelsmith.renderer.shots import (
     motion_prompt,
     retime,
 )
+from reelsmith.schema.screenplay import Blocking, CameraMove, Shot
 
 KEYFRAME_SIZE = (20, 24)  # not the models' size: frames are resized there and back
 WORDS = "a the fox robot runs walks left right camera pans zooms in out static follows".split()
@@ -401,7 +401,7 @@ def test_memory_options(caplog):
     cog = cogvideox_pipe()
     save_memory(cog, vae_tiling=True, vae_slicing=True)
     assert cog.vae.use_tiling and cog.vae.use_slicing
-    with caplog.at_level(logging.WARNING, logger="reelsmith.renderer.pretrained_shots"):
+    with caplog.at_level(logging.WARNING, logger="reelsmith.renderer.shots.pretrained"):
         save_memory(svd_pipe(), vae_tiling=True)
     assert "AutoencoderKLTemporalDecoder has no VAE tiling" in caplog.text
     with pytest.raises(ValueError, match="accelerator"):

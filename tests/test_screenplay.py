@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 
 from reelsmith.errors import ScreenplayError
-from reelsmith.planner.screenplay import (
+from reelsmith.schema.screenplay import (
     MAX_SHOTS,
     Action,
     Screenplay,

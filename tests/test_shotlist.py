@@ -11,7 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reelsmith.errors import InputError, ScreenplayError
-from reelsmith.planner.screenplay import (
+from reelsmith.planner.shotlist import (
+    COLUMNS,
+    dump_csv,
+    dump_yaml,
+    parse_csv,
+    parse_yaml,
+    parse_yaml_shotlist,
+)
+from reelsmith.schema.screenplay import (
     ID_PATTERN,
     Action,
     Blocking,
@@ -25,14 +33,6 @@ from reelsmith.planner.screenplay import (
     ShotSize,
     TimeOfDay,
     Transition,
-)
-from reelsmith.planner.shotlist import (
-    COLUMNS,
-    dump_csv,
-    dump_yaml,
-    parse_csv,
-    parse_yaml,
-    parse_yaml_shotlist,
 )
 
 DATA = Path(__file__).parent / "data" / "shotlists"

@@ -12,17 +12,17 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from reelsmith.memory.identity import IdentityEncoder, load_identity_encoder
-from reelsmith.renderer.keyframe_pipeline import (
+from reelsmith.renderer.identity.encoder import IdentityEncoder, load_identity_encoder
+from reelsmith.renderer.identity.looks import TRAITS, LooksReader, load_looks_reader
+from reelsmith.renderer.keyframes.pipeline import (
     KeyframePipeline,
     load_keyframe_pipeline,
     make_pipeline,
 )
-from reelsmith.renderer.keyframes import KeyframeSpec
-from reelsmith.renderer.looks import TRAITS, LooksReader, load_looks_reader
+from reelsmith.schema.conditioning import KeyframeSpec
+from reelsmith.schema.looks import Identity
 from reelsmith.world import train
 from reelsmith.world.dataset import DatasetSpec
-from reelsmith.world.identity import Identity
 
 TINY_DATA = [
     "data.train.count=64",

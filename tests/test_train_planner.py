@@ -13,16 +13,16 @@ import torch
 from safetensors import safe_open
 
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import WEIGHTS as IDENTITY_WEIGHTS
-from reelsmith.memory.identity import load_identity_encoder
 from reelsmith.planner.keyframe_planner import KeyframePlanner
-from reelsmith.planner.keyframe_spec import KeyframeSpec, spec_indices
-from reelsmith.planner.screenplay import Screenplay
-from reelsmith.renderer.keyframe_pipeline import WEIGHTS as TOKENIZER_WEIGHTS
-from reelsmith.renderer.keyframe_pipeline import load_keyframe_pipeline
+from reelsmith.renderer.identity.encoder import WEIGHTS as IDENTITY_WEIGHTS
+from reelsmith.renderer.identity.encoder import load_identity_encoder
+from reelsmith.renderer.keyframes.pipeline import WEIGHTS as TOKENIZER_WEIGHTS
+from reelsmith.renderer.keyframes.pipeline import load_keyframe_pipeline
+from reelsmith.schema.conditioning import KeyframeSpec, spec_indices
+from reelsmith.schema.looks import Identity, all_identities
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world import train, train_planner
 from reelsmith.world.dataset import read
-from reelsmith.world.identity import Identity, all_identities
 
 TINY = [
     "data.train.count=6",

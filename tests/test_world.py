@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelsmith.planner.screenplay import Character, Screenplay, TimeOfDay
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.world.identity import RGB, all_identities, cast_identities, identity_for
+from reelsmith.schema.looks import all_identities, cast_identities, identity_for
+from reelsmith.schema.screenplay import Character, Screenplay, TimeOfDay
+from reelsmith.world.figures import RGB
 from reelsmith.world.render import WorldConfig, WorldRenderer, place_of, portrait
 from reelsmith.world.scenery import light_for
 

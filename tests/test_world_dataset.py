@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reelsmith.errors import InputError
-from reelsmith.renderer.video import read_mp4
+from reelsmith.renderer.assembly.video import read_mp4
 from reelsmith.world.dataset import DatasetSpec, build, read
 
 

@@ -33,10 +33,10 @@ import numpy as np
 
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
 from reelsmith.errors import InputError
-from reelsmith.planner import vocabulary
 from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
-from reelsmith.world.identity import cast_identities
+from reelsmith.schema import vocabulary
+from reelsmith.schema.looks import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer
 
 KINDS = ("keyframes", "clips", "movies")

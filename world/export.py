@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
-from reelsmith.planner.screenplay import Screenplay
-from reelsmith.renderer.video import write_mp4
-from reelsmith.world.identity import cast_identities
+from reelsmith.renderer.assembly.video import write_mp4
+from reelsmith.schema.looks import cast_identities
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 
 VIEW_SCALE = 4  # enlargement of the whole-movie preview

@@ -13,8 +13,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reelsmith.schema.looks import Identity
 from reelsmith.world.canvas import Canvas, rgb
-from reelsmith.world.identity import RGB, Identity
+
+# Body colours, chosen far apart from each other and from the muted scenery.
+RGB: dict[str, tuple[int, int, int]] = {
+    "red": (222, 38, 38),
+    "orange": (250, 140, 20),
+    "yellow": (250, 222, 40),
+    "green": (40, 180, 60),
+    "teal": (20, 190, 180),
+    "blue": (40, 80, 235),
+    "purple": (145, 55, 210),
+    "pink": (255, 125, 200),
+    "brown": (130, 78, 36),
+    "white": (245, 245, 245),
+    "black": (28, 28, 32),
+    "grey": (135, 135, 140),
+}
+
 
 HEADROOM = 0.3  # above the body, for hats and crowns
 SPRITE_WIDTH = 1.1

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from reelsmith.memory.casting import Reference
-from reelsmith.planner.screenplay import Character
-from reelsmith.world.identity import TRAITS, Identity, identity_for
+from reelsmith.schema.looks import TRAITS, Identity, identity_for
+from reelsmith.schema.screenplay import Character
 from reelsmith.world.render import portrait
 
 ENCODER = "storyworld-id-v1"

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import Scene, Screenplay, Shot, TimeOfDay
+from reelsmith.schema import vocabulary
+from reelsmith.schema.looks import Identity, cast_identities
+from reelsmith.schema.screenplay import Scene, Screenplay, Shot, TimeOfDay
 from reelsmith.world.figures import HEADROOM, SPRITE_WIDTH, Pose, figure_height, sprite
-from reelsmith.world.identity import Identity, cast_identities
 from reelsmith.world.scenery import HEIGHT, PANORAMA_HALF_WIDTH, light_for, panorama
 from reelsmith.world.staging import VIEW, ZOOM, Track, View, stage
 

@@ -13,7 +13,7 @@ import random
 
 import numpy as np
 
-from reelsmith.planner.screenplay import TimeOfDay
+from reelsmith.schema.screenplay import TimeOfDay
 from reelsmith.world.canvas import Canvas, rgb
 
 PANORAMA_HALF_WIDTH = 1.8  # world units either side of 0; a wide shot sees 1.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reelsmith.planner.screenplay import TARGETED_ACTIONS, Action, CameraMove, Shot, ShotSize
+from reelsmith.schema.screenplay import TARGETED_ACTIONS, Action, CameraMove, Shot, ShotSize
 from reelsmith.world.figures import Pose
 from reelsmith.world.scenery import HEIGHT, PANORAMA_HALF_WIDTH
 

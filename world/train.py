@@ -38,19 +38,14 @@ import torch
 import torch.nn.functional as F
 
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
 from reelsmith.numerics import settle
-from reelsmith.renderer.keyframe_pipeline import SCHEDULER, KeyframePipeline, make_pipeline
-from reelsmith.renderer.keyframes import (
-    CharacterSpec,
-    KeyframeSpec,
-    deepened,
-    spec_indices,
-    with_detail,
-)
-from reelsmith.renderer.looks import LooksReader
+from reelsmith.renderer.identity.encoder import IdentityEncoder, crop_boxes, load_identity_encoder
+from reelsmith.renderer.identity.looks import LooksReader
+from reelsmith.renderer.keyframes.models import deepened, with_detail
+from reelsmith.renderer.keyframes.pipeline import SCHEDULER, KeyframePipeline, make_pipeline
+from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec, spec_indices
+from reelsmith.schema.looks import Identity, all_identities
 from reelsmith.world.dataset import DatasetSpec, build, read
-from reelsmith.world.identity import Identity, all_identities
 from reelsmith.world.render import portrait
 
 CONFIGS = Path(__file__).parent / "configs"

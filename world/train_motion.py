@@ -2,7 +2,7 @@
 clips, on a CPU in well under an hour, or on a GPU (`--device cuda`, the default where there is
 one) with bigger batches.
 
-    python -m reelsmith.world.train motion --out OUT --identity memory/weights/identity \
+    python -m reelsmith.world.train motion --out OUT --identity renderer/weights/identity \
         [--device cpu] [--config world/configs/motion.json --set train.motion.max_seconds=900 ...]
         [--init PIPELINE_FOLDER [--set train.freeze_flow=true]]
 
@@ -57,27 +57,20 @@ import torch
 import torch.nn.functional as F
 
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import load_identity_encoder
-from reelsmith.renderer.keyframes import spec_indices
-from reelsmith.renderer.motion import (
+from reelsmith.renderer.identity.encoder import load_identity_encoder
+from reelsmith.renderer.shots.motion import (
     MOTION_CHANNELS,
     FlowAutoencoder,
     MotionConditions,
     MotionTransformer,
     phase_features,
 )
-from reelsmith.renderer.motion_pipeline import SCHEDULER, MotionPipeline, load_motion_pipeline
+from reelsmith.renderer.shots.motion_pipeline import SCHEDULER, MotionPipeline, load_motion_pipeline
+from reelsmith.schema.conditioning import spec_indices
+from reelsmith.schema.looks import all_identities
 from reelsmith.world.dataset import read
-from reelsmith.world.identity import all_identities
 from reelsmith.world.render import portrait
-from reelsmith.world.train import (
-    build_data,
-    load_config,
-    record_spec,
-    set_lr,
-    start_run,
-    to_pixels,
-)
+from reelsmith.world.train import build_data, load_config, record_spec, set_lr, start_run, to_pixels
 
 ENCODE_BATCH = 512  # frame pairs per flow-encoder call
 TRAIN_KEYS = {

@@ -1,7 +1,7 @@
 """Train the keyframe planner (planner/keyframe_planner.py) on storyworld movies.
 
     python -m reelsmith.world.train planner --out OUT --tokenizer renderer/weights/keyframes \
-        --identity memory/weights/identity [--config world/configs/planner.json --set ...]
+        --identity renderer/weights/identity [--config world/configs/planner.json --set ...]
 
 1. Data: two `movies` datasets (train and held out, different seeds). Per shot the planner reads
    `spec_indices` of `KeyframeSpec.from_shot` (every character with its full looks) and, per
@@ -37,23 +37,16 @@ import torch
 
 from reelsmith.atomic import write_bytes_atomic
 from reelsmith.errors import InputError
-from reelsmith.memory.identity import IdentityEncoder, load_identity_encoder
 from reelsmith.planner.keyframe_planner import KeyframePlanner, PlannerConfig
-from reelsmith.planner.keyframe_spec import KeyframeSpec, spec_indices
-from reelsmith.planner.screenplay import Screenplay
-from reelsmith.renderer.keyframe_pipeline import WEIGHTS as KEYFRAME_WEIGHTS
-from reelsmith.renderer.keyframe_pipeline import KeyframePipeline, load_keyframe_pipeline
+from reelsmith.renderer.identity.encoder import IdentityEncoder, load_identity_encoder
+from reelsmith.renderer.keyframes.pipeline import WEIGHTS as KEYFRAME_WEIGHTS
+from reelsmith.renderer.keyframes.pipeline import KeyframePipeline, load_keyframe_pipeline
+from reelsmith.schema.conditioning import KeyframeSpec, spec_indices
+from reelsmith.schema.looks import Identity, all_identities
+from reelsmith.schema.screenplay import Screenplay
 from reelsmith.world.dataset import MANIFEST, read
-from reelsmith.world.identity import Identity, all_identities
 from reelsmith.world.render import portrait
-from reelsmith.world.train import (
-    build_data,
-    load_config,
-    lr_at,
-    save_half,
-    set_lr,
-    start_run,
-)
+from reelsmith.world.train import build_data, load_config, lr_at, save_half, set_lr, start_run
 
 ENCODE_BATCH = 4096  # keyframes per tokenizer call
 

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from reelsmith.errors import InputError
-from reelsmith.renderer.motion_pipeline import load_motion_pipeline
-from reelsmith.renderer.segmenter import EDGE, CharacterSegmenter, instances, targets
+from reelsmith.renderer.identity.segmenter import EDGE, CharacterSegmenter, instances, targets
+from reelsmith.renderer.shots.motion_pipeline import load_motion_pipeline
 from reelsmith.world.dataset import read
 from reelsmith.world.train import (
     build_data,

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from reelsmith.errors import InputError, WriterError
 from reelsmith.planner import prompts
-from reelsmith.planner.screenplay import Screenplay, describe_errors
+from reelsmith.schema.screenplay import Screenplay, describe_errors
 
 MAX_PROMPT_CHARS = 100_000
 

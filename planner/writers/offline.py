@@ -3,7 +3,7 @@
 It reads the cast, places and time of day from the prompt (`prompt_reading`), invents what
 the prompt leaves open, and lays the story out in scenes (setup, journey, turn, resolution)
 of shots with varied sizes, camera moves, per-character actions and dialogue. Everything it
-emits is storyworld vocabulary (`reelsmith.planner.vocabulary`), so the built-in models can
+emits is storyworld vocabulary (`reelsmith.schema.vocabulary`), so the built-in models can
 render every screenplay it writes. The same prompt and seed always give the same screenplay.
 """
 
@@ -14,8 +14,10 @@ import random
 from dataclasses import dataclass
 
 from reelsmith.errors import InputError
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import (
+from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.writers.prompt_reading import CastMember, read_prompt
+from reelsmith.schema import vocabulary
+from reelsmith.schema.screenplay import (
     MAX_SHOT_SECONDS,
     MIN_SHOT_SECONDS,
     Action,
@@ -31,8 +33,6 @@ from reelsmith.planner.screenplay import (
     Transition,
     unique_slug,
 )
-from reelsmith.planner.writers.base import Brief
-from reelsmith.planner.writers.prompt_reading import CastMember, read_prompt
 
 NAMES = ["Mira", "Bo", "Juno", "Pip", "Ada", "Kit", "Nova", "Remy", "Tess", "Otto", "Lumi", "Zed"]
 STYLES = ["storybook", "bold flat colours", "soft pastel", "warm picture book"]

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import TimeOfDay
+from reelsmith.schema import vocabulary
+from reelsmith.schema.screenplay import TimeOfDay
 
 MAX_CAST = 6
 

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.screenplay import ID_PATTERN
 from reelsmith.planner.writers.base import Brief, LLMWriter
+from reelsmith.schema.screenplay import ID_PATTERN
 
 if TYPE_CHECKING:
     import torch

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reelsmith.memory.identity import IdentityEncoder, crop_boxes, load_identity_encoder
-from reelsmith.renderer.looks import WEIGHTS as LOOKS
-from reelsmith.renderer.looks import LooksReader, load_looks_reader
-from reelsmith.renderer.segmenter import CharacterSegmenter
+from reelsmith.renderer.identity.encoder import IdentityEncoder, crop_boxes, load_identity_encoder
+from reelsmith.renderer.identity.looks import WEIGHTS as LOOKS
+from reelsmith.renderer.identity.looks import LooksReader, load_looks_reader
+from reelsmith.renderer.identity.segmenter import CharacterSegmenter
 
-SEGMENTER = Path(__file__).parent / "weights" / "motion" / "segmenter"
+SEGMENTER = Path(__file__).parents[1] / "weights" / "motion" / "segmenter"
 
 
 class IdentityCheck:

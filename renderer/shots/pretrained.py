@@ -55,8 +55,8 @@ from diffusers import (
 from diffusers.utils import is_ftfy_available
 
 from reelsmith.errors import InputError
-from reelsmith.renderer.pretrained import LOAD_FAILURES, to_uint8
-from reelsmith.renderer.shots import (
+from reelsmith.renderer.keyframes.pretrained import LOAD_FAILURES, to_uint8
+from reelsmith.renderer.shots.protocol import (
     Progress,
     ShotRequest,
     at_model,

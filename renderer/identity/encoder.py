@@ -5,7 +5,7 @@ keyframe decoder and the planner read as a character's identity. It is trained c
 (`python -m reelsmith.world.train identity`): a crop of a character from a keyframe and the
 portrait of the same identity are pulled together, every other identity in the batch pushed
 apart. Identities held out of training still separate; the shipped weights' retrieval accuracy
-on them is in `memory/weights/identity/train_log.json`.
+on them is in `renderer/weights/identity/train_log.json`.
 
 Images are uint8 (H, W, 3) arrays of any size; they are resized to `config.resolution`.
 """
@@ -25,7 +25,7 @@ from torch import nn
 from reelsmith.numerics import settle
 
 ENCODER = "reelsmith-identity-v1"
-WEIGHTS = Path(__file__).parent / "weights" / "identity"
+WEIGHTS = Path(__file__).parents[1] / "weights" / "identity"
 
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:

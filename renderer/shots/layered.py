@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reelsmith.renderer.motion import FlowAutoencoder
+from reelsmith.renderer.shots.motion import FlowAutoencoder
 
 MIN_HITS = 3  # a character is drawn when at least this many frame pixels come from it
 MIN_FIT = 8  # the camera's zoom is fitted when at least this many background pixels show

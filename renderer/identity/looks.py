@@ -23,10 +23,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from reelsmith.memory.identity import crop_body
-from reelsmith.planner import vocabulary
+from reelsmith.renderer.identity.encoder import crop_body
+from reelsmith.schema import vocabulary
 
-WEIGHTS = Path(__file__).parent / "weights" / "looks"
+WEIGHTS = Path(__file__).parents[1] / "weights" / "looks"
 TRAITS = {
     "shape": list(vocabulary.SHAPES),
     "colour": list(vocabulary.COLOURS),

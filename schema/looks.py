@@ -15,30 +15,14 @@ import hashlib
 import itertools
 from dataclasses import asdict, dataclass
 
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import Character
+from reelsmith.schema import vocabulary
+from reelsmith.schema.screenplay import Character
 
 SHAPES = tuple(vocabulary.SHAPES)
 COLOURS = tuple(vocabulary.COLOURS)
 ACCESSORIES = tuple(vocabulary.ACCESSORIES)
 PATTERNS = tuple(vocabulary.PATTERNS)
 TRAITS = {"shape": SHAPES, "colour": COLOURS, "accessory": ACCESSORIES, "pattern": PATTERNS}
-
-# Body colours, chosen far apart from each other and from the muted scenery.
-RGB: dict[str, tuple[int, int, int]] = {
-    "red": (222, 38, 38),
-    "orange": (250, 140, 20),
-    "yellow": (250, 222, 40),
-    "green": (40, 180, 60),
-    "teal": (20, 190, 180),
-    "blue": (40, 80, 235),
-    "purple": (145, 55, 210),
-    "pink": (255, 125, 200),
-    "brown": (130, 78, 36),
-    "white": (245, 245, 245),
-    "black": (28, 28, 32),
-    "grey": (135, 135, 140),
-}
 
 
 @dataclass(frozen=True, order=True)

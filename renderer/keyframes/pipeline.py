@@ -36,16 +36,15 @@ from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from reelsmith.renderer.keyframes import (
+from reelsmith.renderer.keyframes.models import (
     ConditionEncoder,
     KeyframeEncoder,
-    KeyframeSpec,
     KeyframeTransformer,
-    spec_indices,
 )
 from reelsmith.renderer.loading import load_quietly
+from reelsmith.schema.conditioning import KeyframeSpec, spec_indices
 
-WEIGHTS = Path(__file__).parent / "weights" / "keyframes"
+WEIGHTS = Path(__file__).parents[1] / "weights" / "keyframes"
 BRANCHES = ("spec", "identity", "tokens")
 # chosen on held-out storyworld keyframes (benchmarks/keyframes_quality.py); 1.0 everywhere
 # is the plain conditional model, one branch

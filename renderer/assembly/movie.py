@@ -39,9 +39,9 @@ from PIL import Image
 
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
 from reelsmith.errors import InputError
-from reelsmith.planner.screenplay import Screenplay, Shot, Transition
-from reelsmith.renderer.storyboard import contact_sheet, storyboard_html
-from reelsmith.renderer.video import Mp4Writer, write_mp4
+from reelsmith.renderer.assembly.storyboard import contact_sheet, storyboard_html
+from reelsmith.renderer.assembly.video import Mp4Writer, write_mp4
+from reelsmith.schema.screenplay import Screenplay, Shot, Transition
 
 TRANSITION_SECONDS = 0.5
 

@@ -27,20 +27,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from reelsmith.planner.keyframe_spec import (  # noqa: F401  (re-exported: the spec is theirs too)
-    ACTIONS,
-    CAMERAS,
-    LOCATIONS,
-    PORTRAIT,
-    SCENE_FIELDS,
-    SIZES,
-    SLOT_FIELDS,
-    TIMES,
-    TRAITS,
-    CharacterSpec,
-    KeyframeSpec,
-    spec_indices,
-)
+from reelsmith.schema.conditioning import SCENE_FIELDS, SLOT_FIELDS, TRAITS
 
 
 class ConditionEncoder(ModelMixin, ConfigMixin):

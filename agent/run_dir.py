@@ -105,7 +105,7 @@ class RunOptions:
 def check_renderable(screenplay, source: str | Path) -> None:
     """`InputError` naming the file and shot unless every place, time, size and camera move of
     the screenplay is in the vocabulary the keyframer draws."""
-    from reelsmith.planner.keyframe_spec import KeyframeSpec
+    from reelsmith.schema.conditioning import KeyframeSpec
 
     for scene, shot in screenplay.shots():
         try:
@@ -315,7 +315,7 @@ class RunDir:
         from safetensors.torch import save
 
         from reelsmith.atomic import write_bytes_atomic
-        from reelsmith.renderer.assembly import write_png
+        from reelsmith.renderer.assembly.movie import write_png
 
         folder = self.path / "characters"
         tensor = embedding.detach().to("cpu", torch.float32).contiguous()

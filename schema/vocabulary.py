@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from reelsmith.planner.screenplay import Action
+from reelsmith.schema.screenplay import Action
 
 # Canonical location -> words that name it in free text.
 LOCATIONS: dict[str, tuple[str, ...]] = {

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from reelsmith.planner.screenplay import Scene, Screenplay, Setting, Shot
+from reelsmith.schema.screenplay import Scene, Screenplay, Setting, Shot
 
 THUMB = 128  # the contact sheet's keyframe box, pixels
 PAD = 8

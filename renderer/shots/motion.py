@@ -32,7 +32,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from reelsmith.planner.keyframe_spec import ACTIONS, CAMERAS, TRAITS
+from reelsmith.schema.conditioning import ACTIONS, CAMERAS, TRAITS
 
 MOTION_CHANNELS = 3  # flow x, flow y, visibility
 SLOT_FIELDS = 2 + len(TRAITS)  # per slot: present, 4 looks, action (as `spec_indices` lays it)

@@ -46,8 +46,8 @@ from safetensors import SafetensorError
 from transformers import CLIPVisionModelWithProjection
 
 from reelsmith.errors import InputError
-from reelsmith.renderer.keyframer import IdentityReference
-from reelsmith.renderer.keyframes import PORTRAIT, CharacterSpec, KeyframeSpec
+from reelsmith.renderer.keyframes.keyframer import IdentityReference
+from reelsmith.schema.conditioning import PORTRAIT, CharacterSpec, KeyframeSpec
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from reelsmith.planner import vocabulary
-from reelsmith.planner.screenplay import Action, CameraMove, Scene, Shot, ShotSize, TimeOfDay
+from reelsmith.schema import vocabulary
+from reelsmith.schema.screenplay import Action, CameraMove, Scene, Shot, ShotSize, TimeOfDay
 
 PORTRAIT = "portrait"
 LOCATIONS = (*vocabulary.LOCATIONS, PORTRAIT)

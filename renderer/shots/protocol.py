@@ -27,8 +27,8 @@ import numpy as np
 import PIL.Image
 import torch
 
-from reelsmith.memory.identity import ENCODER
-from reelsmith.planner.screenplay import Action, CameraMove, Shot
+from reelsmith.renderer.identity.encoder import ENCODER
+from reelsmith.schema.screenplay import Action, CameraMove, Shot
 
 if TYPE_CHECKING:
     import torch

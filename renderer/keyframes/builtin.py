@@ -1,12 +1,4 @@
-"""The keyframe interface every backend implements, and the built-in backend.
-
-A `Keyframer` draws keyframes from specs and the characters' identities, and casts a new
-character's reference portrait from its description. Two implement it:
-
-- `BuiltinKeyframer`: the trained `KeyframePipeline` (identity = `IdentityEncoder` embeddings,
-  optional planner tokens);
-- `renderer.pretrained.PretrainedKeyframer`: any diffusers text-to-image pipeline, with
-  IP-Adapter fed the characters' reference images (or their cached image embeddings).
+"""`BuiltinKeyframer`: the keyframe interface over the trained `KeyframePipeline`.
 
 Seeds: `draw` and `portrait` take a seed per keyframe; each keyframe's noise comes from its own
 seed on the CPU, so it is the same whatever else is in the batch and whichever device draws.
@@ -15,41 +7,11 @@ seed on the CPU, so it is the same whatever else is in the batch and whichever d
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import torch
 
-from reelsmith.renderer.keyframes import CharacterSpec, KeyframeSpec
-
-
-@dataclass
-class IdentityReference:
-    """What memory holds of one character: its reference image and embeddings by encoder."""
-
-    image: np.ndarray | None = None  # uint8 (H, W, 3)
-    embeddings: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-class Keyframer(Protocol):
-    name: str
-    resolution: int
-
-    def draw(
-        self,
-        specs: Sequence[KeyframeSpec],
-        identities: Sequence[Mapping[str, IdentityReference]],
-        seeds: Sequence[int],
-        tokens: torch.Tensor | None = None,
-    ) -> np.ndarray:
-        """One keyframe per spec, uint8 (B, H, W, 3)."""
-        ...
-
-    def portrait(self, character: CharacterSpec, seed: int) -> np.ndarray:
-        """A new character's reference portrait from its looks/description, uint8 (H, W, 3)."""
-        ...
-
+from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
 # drawings per keyframe in the product (agent) by default: the identity check keeps the best of
 # two (renderer/README.md, "Keeping the best of several drawings")
@@ -84,7 +46,7 @@ class BuiltinKeyframer:
         check=None,
         device: str = "cpu",
     ) -> None:
-        from reelsmith.renderer.keyframe_pipeline import (
+        from reelsmith.renderer.keyframes.pipeline import (
             DEFAULT_GUIDANCE,
             DEFAULT_STEPS,
             PORTRAIT_GUIDANCE,
@@ -100,7 +62,7 @@ class BuiltinKeyframer:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
         self.candidates = candidates
         if candidates > 1 and check is None:
-            from reelsmith.renderer.identity_check import IdentityCheck
+            from reelsmith.renderer.identity.check import IdentityCheck
 
             check = IdentityCheck.load(device)
         self.check = check
@@ -132,7 +94,7 @@ class BuiltinKeyframer:
             embeddings.append(row)
         if self.candidates == 1:
             return self._draw(specs, embeddings, seeds, tokens)
-        from reelsmith.renderer.identity_check import draw_best
+        from reelsmith.renderer.identity.check import draw_best
 
         n = self.candidates
         kept, _ = draw_best(
