@@ -20,7 +20,7 @@ keyframe of its scene without a planner): an edit re-draws the edited shot's key
 the shots after it keep theirs, although a fresh run of the edited screenplay would plan them
 again in the light of the edit.
 
-Seeds derive from the run seed and the shot id (`render_seed`; keyframes use
+Seeds derive from the run seed and the shot id (`stages.shots.render_seed`; keyframes use
 `planning.shot_seed`), never from a shot's position, so an edit leaves other shots' seeds alone.
 
 Each shot also has an index file, `index/<shot>.json`: the keys its keyframe and frames have
@@ -38,10 +38,14 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+import diffusers
 import numpy as np
 import torch
+from PIL import Image
 
+from reelsmith import __version__
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
+from reelsmith.renderer.assembly.movie import write_png
 from reelsmith.renderer.shots.protocol import ShotRequest
 from reelsmith.schema.conditioning import KeyframeSpec
 
@@ -84,18 +88,6 @@ def _plain(value):
     raise TypeError(f"cannot key a {type(value).__name__}")
 
 
-def seed_for(seed: int, what: str, shot_id: str) -> int:
-    """A 32-bit seed from the run seed, what it seeds and the shot id."""
-    return int.from_bytes(
-        hashlib.sha256(f"{seed}/{what}/{shot_id}".encode()).digest()[:4], "little"
-    )
-
-
-def render_seed(seed: int, shot_id: str) -> int:
-    """The seed a shot is rendered with: from the run seed and the shot id only."""
-    return seed_for(seed, "shot", shot_id)
-
-
 # -- models --------------------------------------------------------------------------------
 
 
@@ -133,10 +125,6 @@ def model_fingerprint(model: str | Path) -> str:
 
 def versions() -> dict[str, str]:
     """The versions whose numerics an output depends on."""
-    import diffusers
-
-    from reelsmith import __version__
-
     return {
         "reelsmith": __version__,
         "torch": torch.__version__,
@@ -224,16 +212,12 @@ class Cache:
         return self.keyframe_path(key).is_file()
 
     def put_keyframe(self, key: str, image: np.ndarray, tokens: torch.Tensor | None) -> None:
-        from reelsmith.renderer.assembly.movie import write_png
-
         if tokens is not None:  # first, so that a keyframe on disk always has its tokens
             array = tokens.detach().to("cpu", torch.float32).numpy()
             write_bytes_atomic(self.keyframe_path(key).with_suffix(".npy"), _npy(array))
         write_png(image, self.keyframe_path(key))
 
     def keyframe(self, key: str) -> np.ndarray:
-        from PIL import Image
-
         with Image.open(self.keyframe_path(key)) as image:
             return np.asarray(image.convert("RGB"))
 

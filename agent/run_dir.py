@@ -33,85 +33,26 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from reelsmith.atomic import write_text_atomic
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load, save
+
+from reelsmith import __version__
+from reelsmith.agent.config import RunConfig, RunInputs, RunOptions, check_renderable
+from reelsmith.atomic import write_bytes_atomic, write_text_atomic
 from reelsmith.errors import InputError
+from reelsmith.memory.names import check_series_name
+from reelsmith.planner.io import load_screenplay
+from reelsmith.renderer.assembly.movie import write_png
+from reelsmith.schema.cast import CastEntry
+from reelsmith.settings import Settings
 
 RUN_FORMAT = 1
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """What decides the movie: the same inputs make the same movie, byte for byte.
-
-    Attributes:
-        prompt: The idea, when the screenplay is written.
-        source: The imported screenplay's file name inside the run directory (`source.<ext>`).
-        source_sha256: Its digest.
-        writer, writer_model, base_url: The script writer (`reelsmith script`'s options).
-        scenes, shots, duration, style: The brief given to the writer.
-        seed: The run seed; every other seed derives from it and a shot or character id.
-        series: The series bible characters come from and go into; None: the run's own.
-        backend, keyframe_model, shot_model, shot_steps, keyframe_candidates, plan_temperature,
-            resolution: The models and how they run (`backends.BackendChoice`).
-        fps: Frames per second of the shots and the movie.
-    """
-
-    prompt: str | None = None
-    source: str | None = None
-    source_sha256: str | None = None
-    writer: str = "offline"
-    writer_model: str | None = None
-    base_url: str | None = None
-    scenes: int | None = None
-    shots: int | None = None
-    duration: float | None = None
-    style: str = ""
-    seed: int = 0
-    series: str | None = None
-    backend: str = "builtin"
-    keyframe_model: str | None = None
-    shot_model: str | None = None
-    shot_steps: int | None = None
-    keyframe_candidates: int | None = None
-    plan_temperature: float | None = None
-    resolution: int | None = None
-    fps: int = 8
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How the run goes, not what it makes.
-
-    Attributes:
-        approve: Stop after the screenplay until `reelsmith resume`.
-        concurrency: Shots rendered at once.
-        device: Where the models run.
-        timeout, attempts, trust_remote_code: The script writer's (`reelsmith script`'s).
-    """
-
-    approve: bool = False
-    concurrency: int = 1
-    device: str = "cpu"
-    timeout: float = 120.0
-    attempts: int = 3
-    trust_remote_code: bool = False
-
-
-def check_renderable(screenplay, source: str | Path) -> None:
-    """`InputError` naming the file and shot unless every place, time, size and camera move of
-    the screenplay is in the vocabulary the keyframer draws."""
-    from reelsmith.schema.conditioning import KeyframeSpec
-
-    for scene, shot in screenplay.shots():
-        try:
-            KeyframeSpec.from_shot(scene, shot, {})
-        except ValueError as exc:
-            raise InputError(f"{source}: shot '{shot.id}': {exc}") from None
 
 
 def screenplay_digest(screenplay) -> str:
@@ -125,8 +66,20 @@ class RunDir:
     def __init__(self, path: Path, record: dict) -> None:
         self.path = path
         self.record = record
-        self.inputs = RunInputs(**record["inputs"])
-        self.options = RunOptions(**record["options"])
+        self.config = RunConfig.from_record(record)
+
+    @property
+    def inputs(self) -> RunInputs:
+        return self.config.inputs
+
+    @property
+    def options(self) -> RunOptions:
+        return self.config.options
+
+    @options.setter
+    def options(self, options: RunOptions) -> None:
+        """Change how the run goes on (e.g. `resume --concurrency`), in memory only."""
+        self.config = dataclasses.replace(self.config, options=options)
 
     # -- creating and opening ------------------------------------------------------------
 
@@ -141,29 +94,22 @@ class RunDir:
 
     @classmethod
     def create(
-        cls,
-        path: Path,
-        inputs: RunInputs,
-        options: RunOptions,
-        source: tuple[str, bytes] | None = None,
+        cls, path: Path, config: RunConfig, source: tuple[str, bytes] | None = None
     ) -> RunDir:
         """Make a run directory at `path` (missing or an empty folder), all at once.
 
         Args:
             path: Where.
-            inputs, options: What `run.json` records.
+            config: What `run.json` records.
             source: (suffix, bytes) of an imported screenplay, kept as `source<suffix>`.
         """
-        from reelsmith import __version__
-
         path = path.absolute()
         record = {
             "format": RUN_FORMAT,
             "reelsmith": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "thread": "pass-1",
-            "inputs": dataclasses.asdict(inputs),
-            "options": dataclasses.asdict(options),
+            **config.to_record(),
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,8 +132,6 @@ class RunDir:
     @classmethod
     def open(cls, path: Path) -> RunDir:
         """The run directory at `path`; `InputError` if it is none, or of another format."""
-        from reelsmith import __version__
-
         path = path.absolute()
         if not path.is_dir():
             raise InputError(f"{path}: no such run directory")
@@ -208,7 +152,7 @@ class RunDir:
             )
         try:
             return cls(path, record)
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError, AttributeError):
             raise InputError(f"{file}: not a reelsmith run file (bad inputs or options)") from None
 
     def same_inputs(self, inputs: RunInputs) -> bool:
@@ -277,8 +221,6 @@ class RunDir:
     def read_screenplay(self):
         """The screenplay in screenplay.json, checked: valid, and renderable (every place,
         size and look in the vocabulary the keyframer reads); `InputError` naming the field."""
-        from reelsmith.planner.io import load_screenplay
-
         if not self.screenplay_path.is_file():
             raise InputError(f"{self.screenplay_path}: missing; the run has no screenplay")
         screenplay = load_screenplay(self.screenplay_path)
@@ -311,26 +253,14 @@ class RunDir:
 
     def save_character(self, character_id: str, portrait, embedding) -> None:
         """Keep a character's reference portrait (PNG) and identity embedding (safetensors)."""
-        import torch
-        from safetensors.torch import save
-
-        from reelsmith.atomic import write_bytes_atomic
-        from reelsmith.renderer.assembly.movie import write_png
-
         folder = self.path / "characters"
         tensor = embedding.detach().to("cpu", torch.float32).contiguous()
         write_bytes_atomic(folder / f"{character_id}.safetensors", save({"embedding": tensor}))
         write_png(portrait, folder / f"{character_id}.png")
 
     def load_cast(self, screenplay) -> dict:
-        """The run's copy of its cast: character id -> `planning.CastEntry` (embedding, looks,
-        portrait) for every character of `screenplay`."""
-        import numpy as np
-        from PIL import Image
-        from safetensors.torch import load
-
-        from reelsmith.planner.planning import CastEntry
-
+        """The run's copy of its cast: character id -> `CastEntry` (embedding, looks, portrait)
+        for every character of `screenplay`."""
         looks, folder, cast = self.cast_looks(), self.path / "characters", {}
         for character in screenplay.characters:
             if not self.has_character(character.id, looks):
@@ -345,9 +275,6 @@ class RunDir:
         """(folder, name) of the series bible: `--series NAME`'s, or the run's own."""
         if self.inputs.series is None:
             return self.path / "series", "run"
-        from reelsmith.memory.store import check_series_name
-        from reelsmith.settings import Settings
-
         name = check_series_name(self.inputs.series)
         return Settings.from_env().home / "series" / name, name
 

@@ -12,11 +12,11 @@ no training seed either), each with its ground truth drawn by the world renderer
 Movie i is made with run seed `seed + i`.
 
 Movies are made by the product's components, node by node as `agent/graph.py` runs them: cast
-(the series bible, `memory.casting.cast`, with `agent.references.ModelReferences` drawing each
+(the series bible, `memory.casting.cast`, with `stages.cast.ModelReferences` drawing each
 portrait and the identity encoder embedding it; a new series per movie) -> plan keyframes
-(`planner.planning.plan_keyframes` with the shipped planner) -> render every shot
-(`agent.graph.shot_request`, the shipped shot model) -> frames per shot. The models are the
-agent's own (`agent.backends.Models`). Why not through the graph itself: two of the ablations
+(`planner.planning.make_keyframes` with the shipped planner) -> render every shot
+(`stages.shots.shot_request`, the shipped shot model) -> frames per shot. The models are the
+agent's own (`agent.models.Models`). Why not through the graph itself: two of the ablations
 are no backend setting. Memory off needs a cast with no embeddings and only the looks the text
 names, which the cast node and the run directory (a portrait and an embedding per character)
 have no place for; the chained baseline renders shot i + 1 from shot i's frames, while the
@@ -63,19 +63,21 @@ from PIL import Image, ImageDraw, ImageFont
 from planner_quality import WithoutIdentities
 from reporting import add_judge_threshold, apply_judge_threshold
 
-from reelsmith.agent.backends import BackendChoice, Models
-from reelsmith.agent.graph import shot_request
-from reelsmith.agent.references import ModelReferences
-from reelsmith.agent.run_dir import RunInputs
+from reelsmith.agent.config import ModelChoice, RunInputs
+from reelsmith.agent.models import Models
 from reelsmith.evaluation.metrics import KEYS, Judges, score_movie, score_shot, to_64
 from reelsmith.memory import casting
 from reelsmith.memory.store import SeriesStore
-from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_keyframes
+from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.renderer.identity.encoder import ENCODER
 from reelsmith.renderer.shots.protocol import ShotRequest
+from reelsmith.schema.cast import CastEntry
 from reelsmith.schema.looks import Identity, cast_identities, named_traits
 from reelsmith.schema.screenplay import Screenplay
+from reelsmith.stages.cast import ModelReferences
+from reelsmith.stages.keyframes import make_keyframes
+from reelsmith.stages.shots import shot_request
 from reelsmith.world.dataset import random_brief
 from reelsmith.world.render import WorldConfig, WorldRenderer
 
@@ -185,7 +187,7 @@ def make_movie(
     keyframer = models.keyframer
     if not setting.memory:
         cast, keyframer = blind_cast(screenplay), WithoutIdentities(keyframer)
-    planned = plan_keyframes(
+    planned = make_keyframes(
         screenplay,
         cast,
         keyframer,
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> dict:
     # 1. held-out screenplays, their ground truth, the models
     screenplays = held_out(args.count, args.seed, args.min_shots, args.max_shots, args.describe)
     truths = [ground_truth(s) for s in screenplays]
-    models = Models(BackendChoice(device=args.device))
+    models = Models(ModelChoice(), device=args.device)
     judges = Judges.load()
     apply_judge_threshold(judges.frame, args.judge_threshold)
 

@@ -17,7 +17,7 @@ import numpy as np
 from reporting import add_judge_threshold, apply_judge_threshold
 
 from reelsmith.evaluation.metrics import KEYS, Judges, score_movie
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.schema.looks import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait

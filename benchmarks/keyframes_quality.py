@@ -46,9 +46,9 @@ from reelsmith.renderer.keyframes.pipeline import (
 )
 from reelsmith.schema.conditioning import KeyframeSpec
 from reelsmith.schema.looks import Identity
+from reelsmith.training.data import record_spec
 from reelsmith.world.dataset import DatasetSpec, build, read
 from reelsmith.world.render import portrait as render_portrait
-from reelsmith.world.train import record_spec
 
 MIN_PIXELS = 60
 

@@ -9,7 +9,8 @@ the world renderer, which draws the ground truth the judges are checked on).
 
 Through the product's path: every movie is cast by `ModelReferences` (portrait drawn by the
 built-in keyframer from the looks, embedded by the shipped identity encoder; a new series per
-movie), then `planner.planning.plan_many` plans and draws its keyframes. Settings, same seeds:
+movie), then `stages.keyframes.make_keyframes_many` plans and draws its keyframes. Settings,
+same seeds:
 
 - `planner`: the planner reads the cast's identity embeddings, the decoder draws from planned
   tokens + identities + spec;
@@ -21,7 +22,7 @@ movie), then `planner.planning.plan_many` plans and draws its keyframes. Setting
   without identities), but the spec still holds every look casting chose: what the embeddings
   add beyond the looks memory keeps as words;
 - `no_planner`: no planner: each keyframe from spec + identities + the tokens of the previous
-  keyframe of its scene (`plan_keyframes(planner=None)`);
+  keyframe of its scene (`make_keyframes(planner=None)`);
 - `named_looks`: memory's identity tokens only: the planner and the decoder read the cast's
   identity embeddings, but the spec holds only the looks the screenplay's descriptions name,
   as in `memory_off`. With `memory_off` beside it, what the identity tokens carry where the
@@ -55,10 +56,9 @@ import torch
 from keyframes_quality import MIN_PIXELS, add_check, load_check, scheduler_from, score
 from reporting import add_judge_threshold, apply_judge_threshold, print_report
 
-from reelsmith.agent.references import ModelReferences
 from reelsmith.evaluation.judges import load_judge
 from reelsmith.planner.keyframe_planner import load_keyframe_planner
-from reelsmith.planner.planning import DEFAULT_TEMPERATURE, CastEntry, plan_many
+from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.renderer.identity.encoder import ENCODER, load_identity_encoder
 from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
@@ -67,8 +67,11 @@ from reelsmith.renderer.keyframes.pipeline import (
     load_keyframe_pipeline,
     parse_guidance,
 )
+from reelsmith.schema.cast import CastEntry
 from reelsmith.schema.looks import Identity, cast_identities, named_traits
 from reelsmith.schema.screenplay import Screenplay
+from reelsmith.stages.cast import ModelReferences
+from reelsmith.stages.keyframes import make_keyframes_many
 from reelsmith.world.dataset import DatasetSpec, build, random_brief, read
 from reelsmith.world.render import WorldConfig, WorldRenderer, place_of
 
@@ -91,6 +94,10 @@ class WithoutIdentities:
     @property
     def resolution(self) -> int:
         return self.keyframer.resolution
+
+    @property
+    def tokenizer(self):
+        return self.keyframer.tokenizer
 
     def draw(self, specs, identities, seeds, tokens=None) -> np.ndarray:
         return self.pipe(
@@ -197,15 +204,17 @@ def last_tenth(n: int) -> range:
 def draw(setting, screenplays, cast, blind, keyframer, planner, **kwargs) -> list[np.ndarray]:
     """One setting's keyframes: a (T, H, W, 3) array per movie."""
     if setting == "memory_off":
-        out = plan_many(screenplays, blind, WithoutIdentities(keyframer), planner, **kwargs)
+        out = make_keyframes_many(
+            screenplays, blind, WithoutIdentities(keyframer), planner, **kwargs
+        )
     elif setting == "named_looks":
         named = [
             {c: CastEntry(e.embedding, b[c].looks, e.portrait) for c, e in cs.items()}
             for cs, b in zip(cast, blind, strict=True)
         ]
-        out = plan_many(screenplays, named, keyframer, planner, **kwargs)
+        out = make_keyframes_many(screenplays, named, keyframer, planner, **kwargs)
     else:
-        out = plan_many(
+        out = make_keyframes_many(
             screenplays,
             cast,
             WithoutIdentities(keyframer) if setting == "identities_off" else keyframer,

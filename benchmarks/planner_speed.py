@@ -45,9 +45,9 @@ from reporting import print_report
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.keyframe_planner import KeyframePlanner, PlannerConfig, load_keyframe_planner
 from reelsmith.planner.planning import prepare
-from reelsmith.planner.writers.base import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.schema.looks import cast_identities
 

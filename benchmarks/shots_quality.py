@@ -65,9 +65,9 @@ from reelsmith.renderer.shots.motion_pipeline import DEFAULT_GUIDANCE, DEFAULT_S
 from reelsmith.renderer.shots.protocol import ShotRequest
 from reelsmith.schema.looks import Identity, cast_identities
 from reelsmith.schema.screenplay import Action, Blocking, CameraMove, Screenplay
+from reelsmith.training.common import to_pixels
 from reelsmith.world.dataset import random_brief
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
-from reelsmith.world.train import to_pixels
 
 FPS = 8
 RESOLUTION = 64

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.renderer.assembly.video import read_mp4
 from reelsmith.schema.screenplay import Screenplay

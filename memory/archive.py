@@ -20,7 +20,8 @@ from pathlib import Path
 
 from reelsmith.atomic import write_bytes_atomic
 from reelsmith.errors import InputError
-from reelsmith.memory.store import SCHEMA_VERSION, SeriesStore, check_series_name
+from reelsmith.memory.names import check_series_name
+from reelsmith.memory.store import SCHEMA_VERSION, SeriesStore
 
 FORMAT = "reelsmith-series"
 BLOB_NAME = re.compile(r"[0-9a-f]{64}\.(png|safetensors)")

@@ -65,58 +65,24 @@ def cast(
     a new one gets one from `make_location` (if given). The episode, its new characters and
     its new places are written in one transaction: a failure leaves the series as it was.
     """
-    pins = dict(pins or {})
-    known_ids = {c.id for c in screenplay.characters}
-    for key in pins:
-        if key not in known_ids:
-            raise InputError(f"pinned image for '{key}', who is not in the screenplay's cast")
     # 1. check every pinned image before anything is written
-    images = {
-        c.id: load_image_file(pins.get(c.id) or c.reference_image)
-        for c in screenplay.characters
-        if pins.get(c.id) or c.reference_image
-    }
+    images = _pinned_images(screenplay, pins)
     # 2. who is new: make their references (outside the write lock; blobs are idempotent)
-    claimed: set[int] = set()
-    references = {}
-    for character in screenplay.characters:
-        cid = store.find_character(character.id, [character.name, *character.aliases], claimed)
-        if cid is not None:
-            claimed.add(cid)
-            if character.id in pins:
-                raise InputError(
-                    f"'{character.id}' is already cast in series '{store.name}'; "
-                    "forget it first to pin a new image"
-                )
-        else:
-            reference = make_reference(character, images.get(character.id))
-            references[character.id] = (
-                reference,
-                store.put_image(reference.portrait),  # blobs before the rows
-                {enc: store.put_tensor(t) for enc, t in reference.embeddings.items()},
-            )
-    places = {}
-    for scene in screenplay.scenes:
-        key = slugify(scene.location, "place")
-        known = store.location(key)
-        if key not in places and (known is None or known["blob"] is None):
-            places[key] = (
-                scene.location,
-                store.put_image(make_location(scene)) if make_location else None,
-            )
+    references = _new_references(screenplay, store, images, make_reference, pins or {})
+    places = _new_places(screenplay, store, make_location)
     # 3. one transaction; characters are looked up again inside it, so that two episodes
     #    casting the same new character at once end up sharing it
     members = {}
     with store.transaction():
         store.add_episode(episode or screenplay.title, screenplay.to_json())
-        claimed = set()
+        claimed: set[int] = set()
         for character in screenplay.characters:
             names = [character.name, *character.aliases]
             cid = store.find_character(character.id, names, claimed)
             new = cid is None
             if new:
                 reference, portrait, embeddings = references.get(character.id) or (
-                    _late_reference(store, character, images, make_reference)
+                    _stored_reference(store, character, images, make_reference)
                 )
                 cid = store.add_character(
                     character.id,
@@ -132,24 +98,90 @@ def cast(
                 for alias in names:
                     store.add_alias(cid, alias)
             claimed.add(cid)
-            record = store.character(cid)
-            portrait = next((i["blob"] for i in record["images"] if i["kind"] != "frame"), None)
-            members[character.id] = CastMember(
-                character.id,
-                cid,
-                record["name"],
-                record["identity"],
-                portrait,
-                record["embeddings"],
-                new,
-            )
+            members[character.id] = _member(store, character.id, cid, new)
         for key, (description, blob) in places.items():
             store.set_location(key, description, blob)
     return members
 
 
-def _late_reference(store, character, images, make_reference):
-    """A reference for a character that another process forgot between our two looks."""
+def _pinned_images(
+    screenplay: Screenplay, pins: dict[str, str | Path] | None
+) -> dict[str, np.ndarray]:
+    """Every pinned image (by `pins`, else the screenplay's `reference_image`), loaded."""
+    pins = dict(pins or {})
+    known_ids = {c.id for c in screenplay.characters}
+    for key in pins:
+        if key not in known_ids:
+            raise InputError(f"pinned image for '{key}', who is not in the screenplay's cast")
+    return {
+        c.id: load_image_file(pins.get(c.id) or c.reference_image)
+        for c in screenplay.characters
+        if pins.get(c.id) or c.reference_image
+    }
+
+
+def _new_references(
+    screenplay: Screenplay,
+    store: SeriesStore,
+    images: dict[str, np.ndarray],
+    make_reference: MakeReference,
+    pins: dict[str, str | Path],
+) -> dict[str, tuple[Reference, str, dict[str, str]]]:
+    """The characters not in the series yet -> their references, stored; a character already
+    cast cannot be pinned to a new image."""
+    claimed: set[int] = set()
+    references = {}
+    for character in screenplay.characters:
+        cid = store.find_character(character.id, [character.name, *character.aliases], claimed)
+        if cid is not None:
+            claimed.add(cid)
+            if character.id in pins:
+                raise InputError(
+                    f"'{character.id}' is already cast in series '{store.name}'; "
+                    "forget it first to pin a new image"
+                )
+        else:
+            references[character.id] = _stored_reference(store, character, images, make_reference)
+    return references
+
+
+def _new_places(
+    screenplay: Screenplay,
+    store: SeriesStore,
+    make_location: Callable[[Scene], np.ndarray] | None,
+) -> dict[str, tuple[str, str | None]]:
+    """The places not in the series yet (or without a keyframe) -> (description, blob)."""
+    places = {}
+    for scene in screenplay.scenes:
+        key = slugify(scene.location, "place")
+        known = store.location(key)
+        if key not in places and (known is None or known["blob"] is None):
+            places[key] = (
+                scene.location,
+                store.put_image(make_location(scene)) if make_location else None,
+            )
+    return places
+
+
+def _member(store: SeriesStore, screenplay_id: str, cid: int, new: bool) -> CastMember:
+    """A cast member as the series now holds it."""
+    record = store.character(cid)
+    portrait = next((i["blob"] for i in record["images"] if i["kind"] != "frame"), None)
+    return CastMember(
+        screenplay_id,
+        cid,
+        record["name"],
+        record["identity"],
+        portrait,
+        record["embeddings"],
+        new,
+    )
+
+
+def _stored_reference(store, character, images, make_reference):
+    """A new character's reference, its portrait and embeddings stored as blobs (before the
+    rows that point at them) -> (reference, portrait blob, embedding blobs). Also made inside
+    the transaction for a character that another process forgot between our two looks."""
     reference = make_reference(character, images.get(character.id))
     return (
         reference,

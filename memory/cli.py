@@ -7,6 +7,12 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from reelsmith.errors import InputError
+from reelsmith.memory.archive import export_series, import_series
+from reelsmith.memory.names import check_series_name
+from reelsmith.memory.store import SeriesStore
+from reelsmith.settings import Settings
+
 app = typer.Typer(
     help="Series bibles: the characters that live across episodes.", no_args_is_help=True
 )
@@ -14,14 +20,10 @@ err = Console(stderr=True, highlight=False)
 
 
 def _home(home: Path | None) -> Path:
-    from reelsmith.settings import Settings
-
     return (home or Settings.from_env().home) / "series"
 
 
 def _open(name: str, home: Path | None):
-    from reelsmith.memory.store import SeriesStore, check_series_name
-
     check_series_name(name)
     return SeriesStore.open(_home(home) / name, name, create=False)
 
@@ -34,8 +36,6 @@ HOME = typer.Option(
 @app.command("list")
 def list_series(home: Path | None = HOME) -> None:
     """List the series bibles."""
-    from reelsmith.errors import InputError
-
     root = _home(home)
     names = (
         sorted(
@@ -84,8 +84,6 @@ def export(
     home: Path | None = HOME,
 ) -> None:
     """Export a series bible as one file."""
-    from reelsmith.memory.archive import export_series
-
     with _open(name, home) as store:
         export_series(store, output)
     err.print(f"wrote {output}")
@@ -98,8 +96,6 @@ def import_(
     home: Path | None = HOME,
 ) -> None:
     """Import a series bible from an archive file."""
-    from reelsmith.memory.archive import import_series
-
     folder = import_series(archive, _home(home), overwrite=overwrite)
     err.print(f"imported into {folder}")
 

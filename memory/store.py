@@ -19,7 +19,6 @@ import json
 import re
 import sqlite3
 import time
-import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from safetensors.torch import load, save
 
 from reelsmith.atomic import write_bytes_atomic
 from reelsmith.errors import InputError
+from reelsmith.memory.names import check_series_name, fold
 
 SCHEMA_VERSION = 1
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,63}$")
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE series (
@@ -61,22 +61,6 @@ MIGRATIONS: dict[int, str] = {
         key TEXT NOT NULL, description TEXT NOT NULL, blob TEXT, UNIQUE (series_id, key));
     """,
 }
-
-
-def fold(name: str) -> str:
-    """Case- and accent-insensitive form of a name: 'Zoë ' -> 'zoe'."""
-    decomposed = unicodedata.normalize("NFKD", name)
-    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(plain.casefold().split())
-
-
-def check_series_name(name: str) -> str:
-    if not NAME_PATTERN.match(name) or ".." in name:
-        raise InputError(
-            f"bad series name {name!r}: use letters, digits, spaces, '-', '_' or '.' "
-            "(no path separators, no '..', at most 64 characters)"
-        )
-    return name
 
 
 class SeriesStore:
@@ -164,13 +148,9 @@ class SeriesStore:
         return np.asarray(Image.open(io.BytesIO(self.get_blob(name))).convert("RGB"))
 
     def put_tensor(self, tensor: torch.Tensor) -> str:
-        from safetensors.torch import save
-
         return self.put_blob(save({"tensor": tensor.detach().cpu().contiguous()}), "safetensors")
 
     def get_tensor(self, name: str) -> torch.Tensor:
-        from safetensors.torch import load
-
         return load(self.get_blob(name))["tensor"]
 
     # -- records ------------------------------------------------------------------------

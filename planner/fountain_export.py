@@ -64,10 +64,27 @@ def choose_cues(characters: list[Character]) -> dict[str, tuple[str, str]]:
             n += 1
             read = f"{base} {n}"
         taken.add(syntax.cue_key(read))
-        line = syntax.escape(read)
+        line = escape(read)
         plain = all(_reads_as_cue(cue_line, read) for cue_line in (line, line + " (V.O.)"))
         cues[character.id] = (line if plain else "@" + line, read)
     return cues
+
+
+def escape(line: str) -> str:
+    """One line of text, escaped so that it reads back as itself and as nothing else.
+
+    Emphasis characters, backslashes and double brackets are escaped anywhere; '(' and '~'
+    at the start of the line (a parenthetical, a lyric) are escaped too. Control characters,
+    which the reader drops, are dropped.
+    """
+    line = syntax.CONTROL.sub("", line)
+    line = line.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+    line = re.sub(r"\[(?=\[)", r"\\[", line)
+    line = re.sub(r"\](?=\])", r"\\]", line)
+    stripped = line.lstrip()
+    if stripped[:1] in ("(", "~"):
+        line = line[: len(line) - len(stripped)] + "\\" + stripped
+    return line
 
 
 def _reads_as_cue(line: str, name: str) -> bool:
@@ -79,10 +96,10 @@ def _reads_as_cue(line: str, name: str) -> bool:
 
 def write(screenplay: Screenplay, cues: dict[str, tuple[str, str]], notes: Notes) -> str:
     """The Fountain text of `screenplay`, with `cues` from `choose_cues` and these notes."""
-    blocks = [f"Title: {syntax.escape(_flat(screenplay.title))}"]
+    blocks = [f"Title: {escape(_flat(screenplay.title))}"]
     for key, value in (("Logline", screenplay.logline), ("Style", screenplay.style)):
         if value.strip():
-            blocks[0] += f"\n{key}: {syntax.escape(_flat(value))}"
+            blocks[0] += f"\n{key}: {escape(_flat(value))}"
     if notes.screenplay:
         blocks.append(_note("screenplay", notes.screenplay))
     if notes.cast and screenplay.characters:
@@ -92,7 +109,7 @@ def write(screenplay: Screenplay, cues: dict[str, tuple[str, str]], notes: Notes
         if notes.scenes.get(i):
             blocks.append(_note("scene", notes.scenes[i]))
         if scene.summary.strip():
-            blocks.append("= " + syntax.escape(_flat(scene.summary)))
+            blocks.append("= " + escape(_flat(scene.summary)))
         after_bare_note = False
         for j, shot in enumerate(scene.shots):
             note = notes.shots.get((i, j))
@@ -116,7 +133,7 @@ def _starts_itself(scene: Scene, j: int, has_action: bool, after_bare_note: bool
 
 
 def _heading(scene: Scene, index: int) -> str:
-    place = syntax.escape(_flat(scene.location).upper())
+    place = escape(_flat(scene.location).upper())
     prefix = HEADING_PREFIXES.get(scene.setting)
     heading = f"{prefix} {place}" if prefix else "." + place.lstrip(".")
     heading += f" - {scene.time.value.upper()}"
@@ -129,7 +146,7 @@ def _heading(scene: Scene, index: int) -> str:
 def _shot_blocks(shot: Shot, action: list[str], cues: dict[str, tuple[str, str]]) -> list[str]:
     blocks = []
     if action:
-        lines = [syntax.escape(line) for line in action]
+        lines = [escape(line) for line in action]
         if syntax.classify(lines) != [syntax.Action(syntax.paragraph(action))]:
             lines[0] = "!" + lines[0]  # it would read as something else
         blocks.append("\n".join(lines))
@@ -137,11 +154,9 @@ def _shot_blocks(shot: Shot, action: list[str], cues: dict[str, tuple[str, str]]
     for line in shot.dialogue:
         cue = cues[line.speaker][0]
         extension = re.sub(r"[()]", "", _flat(line.extension))
-        cue += f" ({syntax.escape(extension)})" if extension else ""
-        said = (
-            [f"({syntax.escape(_flat(line.parenthetical))})"] if line.parenthetical.strip() else []
-        )
-        spoken = [syntax.escape(part.strip()) or "  " for part in line.line.split("\n")]
+        cue += f" ({escape(extension)})" if extension else ""
+        said = [f"({escape(_flat(line.parenthetical))})"] if line.parenthetical.strip() else []
+        spoken = [escape(part.strip()) or "  " for part in line.line.split("\n")]
         if cue == previous and said:  # a parenthetical starts a new line under the same cue
             blocks[-1] += "\n" + "\n".join(said + spoken)
         else:
@@ -162,10 +177,10 @@ def _character_note(character: Character, read: str) -> str:
 def _note(kind: str, data: dict) -> str:
     """`[[reelsmith <kind>: {json}]]` on one line, with no ']]' or '[[' inside."""
 
-    def escape(string: re.Match) -> str:
+    def escape_unsafe(string: re.Match) -> str:
         return _NOTE_UNSAFE.sub(lambda char: f"\\u{ord(char[0]):04x}", string[0])
 
-    payload = re.sub(r'"(?:[^"\\]|\\.)*"', escape, json.dumps(data, ensure_ascii=False))
+    payload = re.sub(r'"(?:[^"\\]|\\.)*"', escape_unsafe, json.dumps(data, ensure_ascii=False))
     return f"[[reelsmith {kind}: {payload}]]"
 
 

@@ -11,7 +11,8 @@ transition, section, synopsis, page break) are peeled off the top of a block so 
 files with missing blank lines still read well. A line of exactly two spaces continues a
 dialogue block (the spec's way to put a blank line inside a speech).
 
-`escape` and `classify` are the writer's side of the same rules.
+`classify` is the writer's check of the same rules (`fountain_export.escape` writes text that
+reads back as itself); `CONTROL` holds the characters the reader drops.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ _SCAN = re.compile(
 )
 _REELSMITH_NOTE = re.compile(r"\[\[\s*reelsmith\s+(\w+)\s*:(.*)\]\]", re.DOTALL | re.IGNORECASE)
 _BINARY = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f\ufffd\ud800-\udfff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 _BOLD_ITALIC = re.compile(r"(\*{1,3})(?=\S)(.+?)(?<=\S)\1")
 _UNDERLINE = re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)")
 _TITLE_KEY = re.compile(r"([A-Za-z][A-Za-z ]*?)\s*:(.*)")
@@ -130,7 +131,7 @@ def read(text: str, source: str) -> tuple[dict[str, str], list[Element]]:
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if "\x00" in text or len(_BINARY.findall(text)) > 0.05 * len(text):
         raise InputError(f"{source}: not a Fountain screenplay (binary data)")
-    text = _CONTROL.sub("", text.replace("\f", "\n"))
+    text = CONTROL.sub("", text.replace("\f", "\n"))
     # 2. escapes, boneyard and notes, then emphasis, line by line
     text, notes = _take_out_notes(text, source)
     lines = _lines(text)
@@ -389,23 +390,6 @@ def cue_key(name: str) -> str:
 
 
 # -- the writer's side -------------------------------------------------------------------
-
-
-def escape(line: str) -> str:
-    """One line of text, escaped so that it reads back as itself and as nothing else.
-
-    Emphasis characters, backslashes and double brackets are escaped anywhere; '(' and '~'
-    at the start of the line (a parenthetical, a lyric) are escaped too. Control characters,
-    which the reader drops, are dropped.
-    """
-    line = _CONTROL.sub("", line)
-    line = line.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
-    line = re.sub(r"\[(?=\[)", r"\\[", line)
-    line = re.sub(r"\](?=\])", r"\\]", line)
-    stripped = line.lstrip()
-    if stripped[:1] in ("(", "~"):
-        line = line[: len(line) - len(stripped)] + "\\" + stripped
-    return line
 
 
 def classify(lines: list[str]) -> list[Element]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from reelsmith.errors import InputError, ScreenplayError
+from reelsmith.planner import fountain, shotlist, shotlist_export
 from reelsmith.schema.screenplay import Screenplay
 
 READ_FORMATS = {
@@ -65,11 +66,7 @@ def load_screenplay(path: str | Path) -> Screenplay:
     if kind == "json":
         return Screenplay.from_json(text, source)
     if kind == "fountain":
-        from reelsmith.planner import fountain
-
         return fountain.parse(text, source)
-    from reelsmith.planner import shotlist
-
     if kind == "csv":
         return shotlist.parse_csv(text, source)
     try:
@@ -94,15 +91,11 @@ def dumps(screenplay: Screenplay, fmt: str) -> str:
     if fmt == "yaml":
         return screenplay.to_yaml()
     if fmt == "fountain":
-        from reelsmith.planner import fountain
-
         return fountain.dumps(screenplay)
-    from reelsmith.planner import shotlist
-
     if fmt == "csv":
-        return shotlist.dump_csv(screenplay)
+        return shotlist_export.dump_csv(screenplay)
     if fmt == "shotlist":
-        return shotlist.dump_yaml(screenplay)
+        return shotlist_export.dump_yaml(screenplay)
     raise InputError(f"unknown format '{fmt}'; use one of {', '.join(WRITE_FORMATS)}")
 
 

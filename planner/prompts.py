@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
+from reelsmith.planner.brief import Brief
 from reelsmith.schema import vocabulary
-
-if TYPE_CHECKING:
-    from reelsmith.planner.writers.base import Brief
 
 SYSTEM = """\
 You are a screenwriter and director of photography. You turn a brief into a shot-by-shot \

@@ -2,17 +2,14 @@
 
 `KeyframeSpec` holds a shot's place, time of day, shot size and camera move, and per character
 the looks its description names (shape, colour, accessory, pattern; unknown where not named) and
-its action. `spec_indices` turns it into integers, the one encoding the keyframe decoder's
-condition encoder and the keyframe planner share. A portrait is a spec with the place `portrait`
-and one character.
+its action (`schema.encoding.spec_indices` turns it into the integers the models read). A
+portrait is a spec with the place `portrait` and one character.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import torch
 
 from reelsmith.schema import vocabulary
 from reelsmith.schema.screenplay import Action, CameraMove, Scene, Shot, ShotSize, TimeOfDay
@@ -95,21 +92,3 @@ class KeyframeSpec:
         """A character's reference portrait: front-facing, alone, on a plain ground."""
         prompt = f"portrait of {character.description}".strip()
         return cls(location=PORTRAIT, size="close-up", characters=(character,), prompt=prompt)
-
-
-def spec_indices(spec: KeyframeSpec, slots: int) -> torch.Tensor:
-    """The spec as integers: 4 scene fields, then per slot (present, 4 looks, action).
-
-    Each categorical index is 1 + its position in the vocabulary; 0 means unknown/absent.
-    Characters past `slots` are left out (the decoder sees at most `slots` per keyframe).
-    """
-    row = [values.index(getattr(spec, name)) + 1 for name, values in SCENE_FIELDS.items()]
-    for k in range(slots):
-        if k < len(spec.characters):
-            c = spec.characters[k]
-            row.append(1)
-            row += [TRAITS[t].index(c.looks[t]) + 1 if t in c.looks else 0 for t in TRAITS]
-            row.append(ACTIONS.index(c.action) + 1 if c.action else 0)
-        else:
-            row += [0] * (2 + len(TRAITS))
-    return torch.tensor(row, dtype=torch.long)

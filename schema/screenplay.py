@@ -10,7 +10,10 @@ Validation rejects what cannot be rendered and names the field path of each prob
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated
@@ -342,10 +345,6 @@ def slugify(text: str, fallback: str = "x") -> str:
     Text with no letters or digits (e.g. '???', '李') becomes `fallback` plus a short stable
     hash of the text, so different names still get different ids.
     """
-    import hashlib
-    import re
-    import unicodedata
-
     folded = unicodedata.normalize("NFKD", text)
     folded = "".join(ch for ch in folded if not unicodedata.combining(ch)).lower()
     slug = re.sub(r"[^a-z0-9]+", "-", folded).strip("-_")[:48].strip("-_")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from reelsmith.planner import prompts
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.schema.screenplay import Screenplay
 
 CHAT_TEMPLATE = (

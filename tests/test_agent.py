@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reelsmith.agent.backends import shipped_shot_model
-from reelsmith.agent.graph import describe
+from reelsmith.agent.config import shipped_shot_model
+from reelsmith.agent.driver import describe
 from reelsmith.agent.run_dir import RunDir
+from reelsmith.errors import InputError
 from reelsmith.renderer.assembly.video import read_mp4
 
 PROMPT = "a fox and a robot meet in the forest"
@@ -172,6 +173,66 @@ def test_the_same_inputs_make_the_same_movie(baseline, svd, home, tmp_path):
     assert {k: v for k, v in snapshot(run).items() if k != "run.log"} == {
         k: v for k, v in before.items() if k != "run.log"
     }
+
+
+def test_the_python_api_makes_the_same_movie_as_the_command_line(
+    baseline, svd, home, tmp_path, monkeypatch
+):
+    import torch
+
+    import reelsmith as api
+
+    run, _ = baseline
+    monkeypatch.setenv("REELSMITH_HOME", str(home))
+    settings = dict(shots=4, seed=3, backend="diffusers", shot_model=str(svd), shot_steps=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the command line runs (ENV)
+    try:
+        movie = api.make(PROMPT, output=tmp_path / "api", **settings)
+        again = api.make(PROMPT, output=tmp_path / "api", **settings)
+    finally:
+        torch.set_num_threads(threads)
+    assert movie.status == "done" and movie.shots == 4 and movie.path.is_file()
+    assert again.status == "made" and again.seconds == movie.seconds
+    names = ["movie.mp4", "subtitles.vtt", "storyboard.png", "cast.json", "screenplay.json"]
+    names += [f"keyframes/{i}.png" for i in shot_ids(run)]
+    for name in names:
+        assert (tmp_path / "api" / name).read_bytes() == (run / name).read_bytes(), name
+    assert api.status(tmp_path / "api")["stage"] == "done"
+    with pytest.raises(InputError, match="unknown setting 'shot_count'"):
+        api.make(PROMPT, output=tmp_path / "other", shot_count=4)
+    with pytest.raises(InputError, match="--fps must be from 1 to 60, got 0"):
+        api.make(PROMPT, output=tmp_path / "other", fps=0)
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_run_resumed_under_other_library_versions_starts_a_fresh_pass(
+    svd, home, tmp_path, monkeypatch
+):
+    """A pass stopped with shots keyed by other models (here: other library versions) cannot
+    render them as keyed; resuming starts a fresh pass instead of failing for ever."""
+    import reelsmith as api
+    from reelsmith.agent import models
+
+    monkeypatch.setenv("REELSMITH_HOME", str(home))
+    settings = dict(shots=2, seed=3, backend="diffusers", shot_model=str(svd), shot_steps=2)
+    out = tmp_path / "run"
+    assert api.make(PROMPT, output=out, approve=True, **settings).status == "approval"
+
+    def crash(self):
+        raise RuntimeError("the machine went down")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(models.Models, "_load_shot_renderer", crash)
+        with pytest.raises(RuntimeError, match="went down"):
+            api.resume(out)  # stopped with both render tasks pending
+    assert api.status(out)["stage"] == "rendering shots"
+    versions = models.versions()
+    monkeypatch.setattr(models, "versions", lambda: {**versions, "diffusers": "99.0"})
+    movie = api.resume(out)
+    assert movie.status == "done" and movie.shots == 2
+    assert "a fresh pass" in (out / "run.log").read_text()
+    assert RunDir.open(out).thread == "pass-2"
 
 
 def test_approve_stops_after_the_screenplay_and_resume_uses_the_edit(svd, home, tmp_path):

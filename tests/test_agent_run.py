@@ -11,27 +11,23 @@ import numpy as np
 import pytest
 import torch
 
-from reelsmith.agent.backends import BackendChoice, shipped_shot_model
-from reelsmith.agent.cache import (
-    Cache,
-    folder_fingerprint,
-    identity_digest,
-    keyframe_key,
-    render_seed,
-    shot_key,
-)
+from reelsmith.agent.cache import Cache, folder_fingerprint, identity_digest, keyframe_key, shot_key
+from reelsmith.agent.config import ModelChoice, RunConfig, RunInputs, RunOptions, shipped_shot_model
 from reelsmith.agent.graph import build_graph
-from reelsmith.agent.run_dir import RUN_FORMAT, RunDir, RunInputs, RunOptions
+from reelsmith.agent.run_dir import RUN_FORMAT, RunDir
 from reelsmith.errors import InputError
 from reelsmith.renderer.shots.protocol import ShotRequest
 from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
+from reelsmith.stages.shots import render_seed
 
 # -- run directories ------------------------------------------------------------------------
 
 
 def test_a_run_directory_is_created_whole(tmp_path):
     inputs, options = RunInputs(prompt="a fox", seed=3), RunOptions(approve=True)
-    run = RunDir.create(tmp_path / "new" / "run", inputs, options, source=(".csv", b"a,b\n"))
+    run = RunDir.create(
+        tmp_path / "new" / "run", RunConfig(inputs, options), source=(".csv", b"a,b\n")
+    )
     assert sorted(p.name for p in run.path.iterdir()) == ["run.json", "source.csv"]
     record = json.loads((run.path / "run.json").read_text())
     assert record["format"] == RUN_FORMAT and record["thread"] == "pass-1"
@@ -41,7 +37,7 @@ def test_a_run_directory_is_created_whole(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert RunDir.is_vacant(empty) and RunDir.is_vacant(tmp_path / "missing")
-    RunDir.create(empty, inputs, options)  # an empty folder is taken over
+    RunDir.create(empty, RunConfig(inputs, options))  # an empty folder is taken over
     again = RunDir.open(empty)
     assert again.inputs == inputs and again.options == options and again.same_inputs(inputs)
     assert not again.same_inputs(RunInputs(prompt="a fox", seed=4))
@@ -59,7 +55,7 @@ def test_open_refuses_what_is_not_a_run_of_this_format(tmp_path):
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(InputError, match="run.json: not a reelsmith run file"):
         RunDir.open(tmp_path)
-    run = RunDir.create(tmp_path / "run", RunInputs(prompt="x"), RunOptions())
+    run = RunDir.create(tmp_path / "run", RunConfig(RunInputs(prompt="x")))
     record = json.loads((run.path / "run.json").read_text())
     old = json.dumps({**record, "format": RUN_FORMAT + 1, "reelsmith": "9.0"})
     (run.path / "run.json").write_text(old)
@@ -72,7 +68,7 @@ def test_open_refuses_what_is_not_a_run_of_this_format(tmp_path):
 
 
 def test_one_process_at_a_time_and_leftovers_are_cleaned(tmp_path):
-    run = RunDir.create(tmp_path / "run", RunInputs(prompt="x"), RunOptions())
+    run = RunDir.create(tmp_path / "run", RunConfig(RunInputs(prompt="x")))
     leftovers = [run.path / "cache" / "shots" / ".abc.npy.x1.tmp", run.path / ".movie.mp4.x2.mp4"]
     for path in leftovers:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +83,7 @@ def test_one_process_at_a_time_and_leftovers_are_cleaned(tmp_path):
 
 
 def test_each_pass_has_its_own_thread(tmp_path):
-    run = RunDir.create(tmp_path / "run", RunInputs(prompt="x"), RunOptions())
+    run = RunDir.create(tmp_path / "run", RunConfig(RunInputs(prompt="x")))
     assert run.next_thread() == "pass-2"
     assert RunDir.open(run.path).thread == "pass-2"
 
@@ -246,31 +242,32 @@ def test_only_running_out_of_memory_is_retried():
 def test_backend_choices_are_checked_before_loading(tmp_path):
     pretrained = dict(backend="diffusers", keyframe_model="some/model", shot_model="some/video")
     for choice, message in [
-        (BackendChoice(backend="comfy"), "unknown backend 'comfy'"),
-        (BackendChoice(backend="diffusers"), "name it with --shot-model"),
-        (BackendChoice(shot_model=str(tmp_path / "none")), "--shot-model .*: no such folder"),
-        (BackendChoice(backend="diffusers", shot_model="./none"), "no such folder"),
-        (BackendChoice(resolution=63, shot_model=str(tmp_path)), "must be even"),
-        (BackendChoice(concurrency=0, shot_model=str(tmp_path)), "--concurrency"),
-        (BackendChoice(shot_steps=0, shot_model=str(tmp_path)), "--shot-steps"),
+        (ModelChoice(backend="comfy"), "unknown backend 'comfy'"),
+        (ModelChoice(backend="diffusers"), "name it with --shot-model"),
+        (ModelChoice(shot_model=str(tmp_path / "none")), "--shot-model .*: no such folder"),
+        (ModelChoice(backend="diffusers", shot_model="./none"), "no such folder"),
+        (ModelChoice(resolution=63, shot_model=str(tmp_path)), "must be even"),
+        (RunOptions(concurrency=0), "--concurrency"),
+        (RunOptions(device="nowhere"), "is not a torch device"),
+        (ModelChoice(shot_steps=0, shot_model=str(tmp_path)), "--shot-steps"),
         (
-            BackendChoice(keyframe_candidates=0, shot_model=str(tmp_path)),
+            ModelChoice(keyframe_candidates=0, shot_model=str(tmp_path)),
             "--keyframe-candidates must be from 1 to 16, got 0",
         ),
         (
-            BackendChoice(**pretrained, keyframe_candidates=2),
+            ModelChoice(**pretrained, keyframe_candidates=2),
             "only the built-in keyframer draws candidates",
         ),
         (
-            BackendChoice(plan_temperature=-0.5, shot_model=str(tmp_path)),
+            ModelChoice(plan_temperature=-0.5, shot_model=str(tmp_path)),
             "--plan-temperature must be from 0 to 2, got -0.5",
         ),
         (
-            BackendChoice(plan_temperature=2.5, shot_model=str(tmp_path)),
+            ModelChoice(plan_temperature=2.5, shot_model=str(tmp_path)),
             "--plan-temperature must be from 0 to 2, got 2.5",
         ),
         (
-            BackendChoice(**pretrained, plan_temperature=1.0),
+            ModelChoice(**pretrained, plan_temperature=1.0),
             "--plan-temperature: keyframes from --keyframe-model some/model are drawn without",
         ),
     ]:
@@ -278,25 +275,25 @@ def test_backend_choices_are_checked_before_loading(tmp_path):
             choice.check()
     if shipped_shot_model() is None:
         with pytest.raises(InputError, match="--backend diffusers --shot-model MODEL"):
-            BackendChoice().check()
+            ModelChoice().check()
 
 
 def test_keyframe_candidates_are_part_of_the_keyframers_cache_key():
-    from reelsmith.agent.backends import Models
+    from reelsmith.agent.models import Models
     from reelsmith.renderer.keyframes.builtin import DEFAULT_CANDIDATES
 
-    default = Models(BackendChoice()).keyframer_id
+    default = Models(ModelChoice()).keyframer_id
     assert default["candidates"] == DEFAULT_CANDIDATES
-    one = Models(BackendChoice(keyframe_candidates=1)).keyframer_id
+    one = Models(ModelChoice(keyframe_candidates=1)).keyframer_id
     assert one["candidates"] == 1 and one != default
 
 
 def test_the_plan_temperature_is_part_of_the_planners_cache_key():
-    from reelsmith.agent.backends import Models
+    from reelsmith.agent.models import Models
     from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 
-    default = Models(BackendChoice()).planner_id
+    default = Models(ModelChoice()).planner_id
     assert default["temperature"] == DEFAULT_TEMPERATURE == 0.0
-    warm = Models(BackendChoice(plan_temperature=1.0)).planner_id
+    warm = Models(ModelChoice(plan_temperature=1.0)).planner_id
     assert warm["temperature"] == 1.0 and warm["weights"] == default["weights"]
     assert warm != default

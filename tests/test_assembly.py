@@ -19,14 +19,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from reelsmith.errors import InputError
-from reelsmith.renderer.assembly.movie import (
-    ShotMedia,
-    assemble,
-    plan_timeline,
-    subtitle_cues,
-    to_webvtt,
-    validate_webvtt,
-)
+from reelsmith.renderer.assembly.movie import ShotMedia, assemble
+from reelsmith.renderer.assembly.subtitles import subtitle_cues, to_webvtt, validate_webvtt
+from reelsmith.renderer.assembly.timeline import plan_timeline
 from reelsmith.renderer.assembly.video import read_mp4
 from reelsmith.schema.screenplay import Screenplay
 

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reelsmith.agent.backends import BackendChoice, Models, shipped_shot_model
 from reelsmith.agent.cache import Cache
-from reelsmith.agent.graph import Context, advance
-from reelsmith.agent.run_dir import RunDir, RunInputs, RunOptions
+from reelsmith.agent.config import ModelChoice, RunConfig, RunInputs, shipped_shot_model
+from reelsmith.agent.context import Context
+from reelsmith.agent.driver import advance
+from reelsmith.agent.models import Models
+from reelsmith.agent.run_dir import RunDir
 from reelsmith.evaluation.metrics import Judges
 from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 from reelsmith.tests.benchmark_modules import load_benchmark
@@ -32,7 +34,7 @@ def made():
     try:
         e2e = load_benchmark("end_to_end")
         screenplay = e2e.held_out(1, SEED, 3, 3)[0]
-        models = Models(BackendChoice())
+        models = Models(ModelChoice())
         cast = e2e.cast_movie(screenplay, models, SEED)
         movies = {
             name: e2e.make_movie(setting, screenplay, cast, models, SEED)
@@ -47,7 +49,7 @@ def test_the_full_setting_makes_the_frames_the_agent_makes(made, tmp_path):
     _, screenplay, models, _, movies = made
     source = screenplay.to_json().encode()
     inputs = RunInputs(source="source.json", seed=SEED)
-    run = RunDir.create(tmp_path / "run", inputs, RunOptions(), (".json", source))
+    run = RunDir.create(tmp_path / "run", RunConfig(inputs), (".json", source))
     assert advance(run, Context(run, models), resume=False).status == "done"
     cache = Cache(run.path)
     for (_, shot), frames in zip(screenplay.shots(), movies["full"].frames, strict=True):

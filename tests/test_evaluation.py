@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reelsmith.evaluation.metrics import Judges, frechet_distance, positions, score_movie
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.schema.looks import cast_identities
 from reelsmith.schema.screenplay import Screenplay

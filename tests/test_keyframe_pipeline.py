@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.renderer.identity.encoder import crop_boxes, load_identity_encoder
 from reelsmith.renderer.keyframes.models import (
@@ -32,7 +32,8 @@ from reelsmith.renderer.keyframes.pipeline import (
     load_keyframe_pipeline,
     make_pipeline,
 )
-from reelsmith.schema.conditioning import ACTIONS, TRAITS, CharacterSpec, KeyframeSpec, spec_indices
+from reelsmith.schema.conditioning import ACTIONS, TRAITS, CharacterSpec, KeyframeSpec
+from reelsmith.schema.encoding import spec_indices
 from reelsmith.schema.looks import cast_identities
 from reelsmith.world.render import WorldConfig, WorldRenderer, portrait
 
@@ -487,22 +488,14 @@ def test_shipped_models_have_the_documented_sizes(shipped, identity_encoder):
 
 def test_shipped_weights_are_small():
     mb = 1 << 20
-    for folder in ("renderer/weights", "memory/weights", "planner/weights"):
-        files = sorted((ROOT / folder).rglob("*.safetensors"))
+    folders = sorted(p for p in ROOT.glob("*/weights") if p.is_dir())
+    assert {p.parent.name for p in folders} == {"renderer", "planner", "evaluation"}
+    for folder in folders:
+        files = sorted(folder.rglob("*.safetensors"))
         assert files, folder
         for path in files:
             assert path.stat().st_size <= 16 * mb, path
-    total = sum(
-        path.stat().st_size
-        for folder in (
-            "renderer/weights",
-            "memory/weights",
-            "planner/weights",
-            "evaluation/weights",
-        )
-        for path in (ROOT / folder).rglob("*")
-        if path.is_file()
-    )
+    total = sum(path.stat().st_size for f in folders for path in f.rglob("*") if path.is_file())
     assert total <= 40 * mb
 
 

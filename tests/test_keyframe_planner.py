@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from reelsmith.planner.keyframe_planner import KeyframePlanner, PlannerConfig
-from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec, spec_indices
+from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
+from reelsmith.schema.encoding import spec_indices
 
 TINY = PlannerConfig(
     token_count=2,

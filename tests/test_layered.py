@@ -20,9 +20,9 @@ from reelsmith.renderer.identity.segmenter import (
     instances,
     targets,
 )
+from reelsmith.renderer.shots.flow_autoencoder import FlowAutoencoder
 from reelsmith.renderer.shots.layered import decode_layered, inpaint
-from reelsmith.renderer.shots.motion import PRESETS, FlowAutoencoder
-from reelsmith.renderer.shots.motion_pipeline import load_motion_pipeline, make_pipeline
+from reelsmith.renderer.shots.motion_pipeline import PRESETS, load_motion_pipeline, make_pipeline
 
 torch.set_num_threads(1)
 R = 32  # frames of 32 x 32, motion latents of 8 x 8 (4 x 4 pixels a cell), flow_scale 8
@@ -264,7 +264,7 @@ def train(tmp_path, *extra: str) -> subprocess.CompletedProcess:
     config = tmp_path / "segmenter.json"
     config.write_text(json.dumps(TINY_CONFIG))
     command = [
-        sys.executable, "-m", "reelsmith.world.train", "segmenter", "--out",
+        sys.executable, "-m", "reelsmith.training", "segmenter", "--out",
         str(tmp_path / "out"), "--data", str(tmp_path / "data"), "--config", str(config),
         "--workers", "1", "--device", "cpu", *extra,
     ]  # fmt: skip

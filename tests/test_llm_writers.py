@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.openai_server import OpenAIWriter
 from reelsmith.schema.screenplay import Screenplay
 from reelsmith.tests.llm_fixtures import (

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from reelsmith.agent.references import ModelReferences
 from reelsmith.memory.casting import cast
 from reelsmith.memory.store import SeriesStore
 from reelsmith.renderer.identity.encoder import ENCODER, load_identity_encoder
@@ -15,6 +14,7 @@ from reelsmith.renderer.keyframes.keyframer import IdentityReference
 from reelsmith.schema.conditioning import KeyframeSpec
 from reelsmith.schema.looks import Identity, all_identities
 from reelsmith.schema.screenplay import Screenplay
+from reelsmith.stages.cast import ModelReferences
 from reelsmith.world.render import portrait
 
 

@@ -17,14 +17,16 @@ from safetensors.torch import load_file
 from reelsmith.errors import InputError
 from reelsmith.renderer.identity.encoder import ENCODER
 from reelsmith.renderer.shots.builtin import BuiltinShotRenderer
-from reelsmith.renderer.shots.motion import PRESETS, FlowAutoencoder, MotionTransformer
+from reelsmith.renderer.shots.flow_autoencoder import FlowAutoencoder
 from reelsmith.renderer.shots.motion_pipeline import (
+    PRESETS,
     MotionPipeline,
     load_motion_pipeline,
     make_pipeline,
 )
+from reelsmith.renderer.shots.motion_transformer import MotionTransformer
 from reelsmith.renderer.shots.protocol import ShotRequest, clip_seed
-from reelsmith.world.train import main as train_main
+from reelsmith.training.cli import main as train_main
 
 torch.set_num_threads(1)
 STEPS = 2
@@ -161,7 +163,7 @@ def test_save_load_round_trip_float16_on_disk_float32_loaded(pipe, tmp_path):
 
 
 def test_missing_weights_say_how_to_train(tmp_path):
-    with pytest.raises(InputError, match="python -m reelsmith.world.train motion"):
+    with pytest.raises(InputError, match="python -m reelsmith.training motion"):
         load_motion_pipeline(tmp_path / "nothing")
 
 
@@ -396,7 +398,7 @@ def train(tmp_path, *overrides: str, out: str = "out", init=None) -> subprocess.
     config = tmp_path / "motion.json"
     config.write_text(json.dumps(TINY_CONFIG))
     command = [
-        sys.executable, "-m", "reelsmith.world.train", "motion", "--out", str(tmp_path / out),
+        sys.executable, "-m", "reelsmith.training", "motion", "--out", str(tmp_path / out),
         "--data", str(tmp_path / "data"), "--config", str(config), "--workers", "1",
         "--device", "cpu",
     ]  # fmt: skip
@@ -411,7 +413,7 @@ def train(tmp_path, *overrides: str, out: str = "out", init=None) -> subprocess.
 def test_a_kept_loss_holds_only_itself():
     """A mean-reduced MSE shares its squared-error buffer's storage; what the trainers keep
     per step for the log must not (one such buffer a step ran a GPU out of memory)."""
-    from reelsmith.world.train_motion import kept
+    from reelsmith.training.common import kept
 
     pred = torch.randn(8, 64, 96, requires_grad=True)
     loss = torch.nn.functional.mse_loss(pred, torch.zeros_like(pred))
@@ -497,9 +499,9 @@ def test_init_that_is_not_a_pipeline_is_one_line(tmp_path):
         (["model.flow.latent_size=4"], "latent_size"),
         (["data.train.clip_frames=4"], "clip_frames must be at least"),
         (['data.held_out.kind="movies"'], "data.held_out must be a clips dataset"),
-        (["train.flow.speed=1"], r"unknown or missing keys \['speed'\]"),
+        (["train.flow.speed=1"], "no config key 'train.flow.speed'"),
         (["train.motion.batch=0"], "train.motion.batch must be an integer >= 1"),
-        (["nothing.here=1"], "no config section for 'nothing.here'"),
+        (["nothing.here=1"], "no config key 'nothing'"),
     ],
 )
 def test_bad_config_is_an_input_error_before_any_work(tmp_path, overrides, message):
@@ -528,4 +530,4 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     assert "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("reelsmith.world.train: error:") and "identity_dim" in lines[0]
+    assert lines[0].startswith("reelsmith.training: error:") and "identity_dim" in lines[0]

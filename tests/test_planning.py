@@ -11,23 +11,18 @@ import torch
 import torch.nn.functional as F
 
 from reelsmith.errors import InputError
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.keyframe_planner import KeyframePlanner, PlannerConfig, load_keyframe_planner
-from reelsmith.planner.planning import (
-    CastEntry,
-    plan_keyframes,
-    plan_many,
-    planner_rows,
-    prepare,
-    shot_seed,
-)
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.planning import planner_rows, prepare, shot_seed
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
 from reelsmith.renderer.keyframes.pipeline import make_pipeline
 from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer
+from reelsmith.schema.cast import CastEntry
 from reelsmith.schema.looks import cast_identities
 from reelsmith.schema.screenplay import Action, Screenplay
-from reelsmith.world.train_planner import movie_rows
+from reelsmith.stages.keyframes import make_keyframes, make_keyframes_many
+from reelsmith.training.planner_data import movie_rows
 from tests.test_pretrained_keyframer import sd_pipe
 
 PIPE = {
@@ -64,7 +59,7 @@ class Recording:
     """The built-in keyframer, remembering the tokens each `draw` call got."""
 
     def __init__(self, keyframer: BuiltinKeyframer) -> None:
-        self.inner, self.name, self.pipe = keyframer, keyframer.name, keyframer.pipe
+        self.inner, self.name, self.tokenizer = keyframer, keyframer.name, keyframer.tokenizer
         self.calls: list[tuple[list[str], torch.Tensor | None]] = []
 
     @property
@@ -105,7 +100,7 @@ def test_one_keyframe_per_shot_in_story_order(keyframer, planner):
     screenplay = movie()
     seen = []
     cast = cast_of(screenplay)
-    out = plan_keyframes(
+    out = make_keyframes(
         screenplay, cast, keyframer, planner, batch=3, progress=lambda *a: seen.append(a)
     )
     assert [k.shot_id for k in out] == [shot.id for _, shot in screenplay.shots()]
@@ -121,7 +116,7 @@ def test_same_seed_same_keyframes_other_seed_other_ones(keyframer, planner):
     screenplay = movie()
     cast = cast_of(screenplay)
     a, b, c = (
-        plan_keyframes(screenplay, cast, keyframer, planner, seed=s, temperature=1.0)
+        make_keyframes(screenplay, cast, keyframer, planner, seed=s, temperature=1.0)
         for s in (0, 0, 1)
     )
     for x, y in zip(a, b, strict=True):
@@ -133,10 +128,10 @@ def test_same_seed_same_keyframes_other_seed_other_ones(keyframer, planner):
 def test_at_the_default_temperature_a_seed_changes_the_drawings_not_the_plan(keyframer, planner):
     screenplay = movie()
     cast = cast_of(screenplay)
-    a, c = (plan_keyframes(screenplay, cast, keyframer, planner, seed=s) for s in (0, 1))
+    a, c = (make_keyframes(screenplay, cast, keyframer, planner, seed=s) for s in (0, 1))
     assert all(torch.equal(x.tokens, y.tokens) for x, y in zip(a, c, strict=True))
     assert not np.array_equal(np.stack([k.image for k in a]), np.stack([k.image for k in c]))
-    sampled = plan_keyframes(screenplay, cast, keyframer, planner, seed=0, temperature=1.0)
+    sampled = make_keyframes(screenplay, cast, keyframer, planner, seed=0, temperature=1.0)
     assert not torch.equal(
         torch.stack([k.tokens for k in a]), torch.stack([k.tokens for k in sampled])
     )
@@ -146,13 +141,13 @@ def test_at_the_default_temperature_a_seed_changes_the_drawings_not_the_plan(key
 def test_editing_a_shot_leaves_the_shots_before_it_alone(keyframer, planner, temperature):
     screenplay = movie()
     cast = cast_of(screenplay)
-    before = plan_keyframes(screenplay, cast, keyframer, planner, temperature=temperature)
+    before = make_keyframes(screenplay, cast, keyframer, planner, temperature=temperature)
     edited = screenplay.model_copy(deep=True)
     shots = [shot for _, shot in edited.shots()]
     j = next(i for i, s in enumerate(shots) if i >= 3 and s.blocking)
     old = shots[j].blocking[0].action
     shots[j].blocking[0].action = Action.jump if old != Action.jump else Action.sit
-    after = plan_keyframes(edited, cast, keyframer, planner, temperature=temperature)
+    after = make_keyframes(edited, cast, keyframer, planner, temperature=temperature)
     assert [k.seed for k in before] == [k.seed for k in after]  # seeds follow shot ids
     for i in range(j):
         assert torch.equal(before[i].tokens, after[i].tokens)
@@ -162,16 +157,18 @@ def test_editing_a_shot_leaves_the_shots_before_it_alone(keyframer, planner, tem
     # free text alone is not in the spec: nothing changes
     texted = screenplay.model_copy(deep=True)
     [shot for _, shot in texted.shots()][j].action = "Something else entirely."
-    again = plan_keyframes(texted, cast, keyframer, planner, temperature=temperature)
+    again = make_keyframes(texted, cast, keyframer, planner, temperature=temperature)
     assert all(torch.equal(x.tokens, y.tokens) for x, y in zip(before, again, strict=True))
 
 
-def test_plan_many_matches_one_movie_at_a_time(keyframer, planner):
+def test_many_movies_match_one_movie_at_a_time(keyframer, planner):
     movies = [movie(seed=1), movie(seed=2), movie(seed=3)]
     casts = [cast_of(m) for m in movies]
-    together = plan_many(movies, casts, keyframer, planner, seeds=[5, 6, 7], temperature=1.0)
+    together = make_keyframes_many(
+        movies, casts, keyframer, planner, seeds=[5, 6, 7], temperature=1.0
+    )
     for m, c, seed, out in zip(movies, casts, [5, 6, 7], together, strict=True):
-        alone = plan_keyframes(m, c, keyframer, planner, seed=seed, temperature=1.0)
+        alone = make_keyframes(m, c, keyframer, planner, seed=seed, temperature=1.0)
         for x, y in zip(alone, out, strict=True):
             assert x.shot_id == y.shot_id
             torch.testing.assert_close(x.tokens, y.tokens, rtol=1e-4, atol=1e-4)
@@ -184,7 +181,7 @@ def test_without_a_planner_a_scene_follows_its_previous_keyframe(keyframer):
         runs.setdefault(scene.id, []).append(shot.id)
     assert len(runs) > 1 and max(map(len, runs.values())) > 1
     recording = Recording(keyframer)
-    out = plan_keyframes(screenplay, cast_of(screenplay), recording, planner=None, batch=64)
+    out = make_keyframes(screenplay, cast_of(screenplay), recording, planner=None, batch=64)
     assert [k.shot_id for k in out] == [shot.id for _, shot in screenplay.shots()]
     # round 0 draws every scene's first shot with no tokens; later rounds with tokens
     assert recording.calls[0][1] is None
@@ -212,11 +209,11 @@ def test_a_keyframer_without_tokens_draws_from_text_and_identities(tmp_path, pla
         cid: CastEntry(emb, looks, np.full((8, 8, 3), 99, np.uint8))
         for cid, (emb, looks) in cast_of(screenplay).items()
     }
-    out = plan_keyframes(screenplay, cast, pretrained)
+    out = make_keyframes(screenplay, cast, pretrained)
     assert [k.image.shape for k in out] == [(pretrained.resolution,) * 2 + (3,)] * 4
     assert all(k.tokens is None for k in out)  # no tokenizer: text + identities only
     with pytest.raises(InputError, match="'pretrained' takes no keyframe tokens"):
-        plan_keyframes(screenplay, cast, pretrained, planner)
+        make_keyframes(screenplay, cast, pretrained, planner)
 
 
 def test_the_cache_never_outgrows_the_window(planner):
@@ -255,9 +252,9 @@ def test_memory_off_reads_the_null_identity(planner):
     screenplay = movie()
     cast = {cid: CastEntry(None, looks) for cid, (_, looks) in cast_of(screenplay).items()}
     inputs = prepare(screenplay, cast, slots=2, max_cast=3, identity_dim=8)
-    assert not inputs.cast_mask.any() and inputs.references["mara"].embeddings == {}
+    assert not inputs.cast_mask.any() and inputs.entries["mara"].embedding is None
     on = prepare(screenplay, cast_of(screenplay), slots=2, max_cast=3, planner_identities=False)
-    assert not on.cast_mask.any() and on.references["mara"].embeddings
+    assert not on.cast_mask.any() and on.entries["mara"].embedding is not None
 
 
 def one_line(excinfo) -> str:
@@ -271,23 +268,23 @@ def test_bad_input_is_one_line(keyframer, planner, tmp_path):
     cast = cast_of(screenplay)
     missing = {k: v for k, v in cast.items() if k != "ben"}
     with pytest.raises(InputError, match="character 'ben' .*is not in the cast") as exc:
-        plan_keyframes(screenplay, missing, keyframer, planner)
+        make_keyframes(screenplay, missing, keyframer, planner)
     one_line(exc)
     with pytest.raises(InputError, match=r"embedding of 'mara' has shape \(5,\), expected \(8,\)"):
-        plan_keyframes(screenplay, {**cast, "mara": (torch.ones(5), {})}, keyframer, planner)
+        make_keyframes(screenplay, {**cast, "mara": (torch.ones(5), {})}, keyframer, planner)
     with pytest.raises(InputError, match="expected \\(8,\\)"):  # also without a planner
-        plan_keyframes(screenplay, {**cast, "mara": (torch.ones(5), {})}, keyframer)
+        make_keyframes(screenplay, {**cast, "mara": (torch.ones(5), {})}, keyframer)
     bad_looks = {**cast, "mara": (cast["mara"][0], {"colour": "mauve"})}
     with pytest.raises(InputError, match="unknown look colour='mauve'") as exc:
-        plan_keyframes(screenplay, bad_looks, keyframer, planner)
+        make_keyframes(screenplay, bad_looks, keyframer, planner)
     one_line(exc)
     with pytest.raises(InputError, match="window of 30 shots .* needs 93 positions"):
-        plan_keyframes(screenplay, cast, keyframer, planner, window=30)
+        make_keyframes(screenplay, cast, keyframer, planner, window=30)
     with pytest.raises(InputError, match="temperature must be >= 0, got -1"):
-        plan_keyframes(screenplay, cast, keyframer, planner, temperature=-1)
+        make_keyframes(screenplay, cast, keyframer, planner, temperature=-1)
     other = KeyframePlanner(PlannerConfig(**{**PLANNER.__dict__, "token_dim": 6}))
     with pytest.raises(InputError, match="plans 2 tokens of 6 but .* reads 2 of 4"):
-        plan_keyframes(screenplay, cast, keyframer, other)
+        make_keyframes(screenplay, cast, keyframer, other)
     with pytest.raises(InputError, match="no keyframe planner there"):
         load_keyframe_planner(tmp_path)
     planner.save_pretrained(tmp_path)
@@ -298,5 +295,5 @@ def test_shipped_decoder_draws_a_short_movie():
     keyframer = BuiltinKeyframer(steps=2)
     screenplay = movie(shots=3)
     cast = cast_of(screenplay, width=keyframer.pipe.identity_dim)
-    out = plan_keyframes(screenplay, cast, keyframer)
+    out = make_keyframes(screenplay, cast, keyframer)
     assert [k.image.shape for k in out] == [(64, 64, 3)] * 3

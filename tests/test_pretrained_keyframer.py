@@ -29,7 +29,8 @@ from transformers import (
 
 from reelsmith.errors import InputError
 from reelsmith.renderer.keyframes.keyframer import IdentityReference
-from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer, prompt_of
+from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer
+from reelsmith.renderer.keyframes.spec_prompts import prompt_of
 from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
 SIDE = 16  # pixels: UNet sample size 8 x VAE factor 2

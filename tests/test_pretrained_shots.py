@@ -39,7 +39,8 @@ from transformers import (
 )
 
 from reelsmith.errors import InputError
-from reelsmith.renderer.shots.pretrained import PretrainedShotRenderer, family_of, save_memory
+from reelsmith.renderer.shots.pretrained import PretrainedShotRenderer, save_memory
+from reelsmith.renderer.shots.pretrained_families import family_of
 from reelsmith.renderer.shots.protocol import (
     ShotRequest,
     camera_words,

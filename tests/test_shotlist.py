@@ -11,14 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reelsmith.errors import InputError, ScreenplayError
-from reelsmith.planner.shotlist import (
-    COLUMNS,
-    dump_csv,
-    dump_yaml,
-    parse_csv,
-    parse_yaml,
-    parse_yaml_shotlist,
-)
+from reelsmith.planner.shotlist import COLUMNS, parse_csv, parse_yaml, parse_yaml_shotlist
+from reelsmith.planner.shotlist_export import dump_csv, dump_yaml
 from reelsmith.schema.screenplay import (
     ID_PATTERN,
     Action,

@@ -1,4 +1,5 @@
-"""The training script end to end on tiny models and datasets: both models, in-process."""
+"""The identity, looks and keyframe trainers end to end on tiny models and datasets, in-process
+(`reelsmith.training.cli.main`), and the helpers they share."""
 
 from __future__ import annotations
 
@@ -21,7 +22,12 @@ from reelsmith.renderer.keyframes.pipeline import (
 )
 from reelsmith.schema.conditioning import KeyframeSpec
 from reelsmith.schema.looks import Identity
-from reelsmith.world import train
+from reelsmith.training.cli import main
+from reelsmith.training.common import commit, set_lr
+from reelsmith.training.data import data_folder, load_keyframes
+from reelsmith.training.keyframes import evaluate_keyframes
+from reelsmith.training.keyframes_data import frame_weights, pixel_weights
+from reelsmith.training.looks import trait_table
 from reelsmith.world.dataset import DatasetSpec
 
 TINY_DATA = [
@@ -52,7 +58,7 @@ TINY_KEYFRAMES = [
 def run(model: str, out: Path, data: Path, overrides: list[str], *extra: str) -> None:
     sets = [arg for item in overrides for arg in ("--set", item)]
     argv = [model, "--out", str(out), "--data", str(data), "--device", "cpu", "--workers", "1"]
-    train.main([*argv, *sets, *extra])
+    main([*argv, *sets, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +128,7 @@ def test_looks_run_saves_a_float16_reader_and_its_log(trained, tmp_path):
 
 def test_trait_table_gives_each_identity_its_values():
     reader = LooksReader(resolution=16, width=8)
-    table = train.trait_table(reader)
+    table = trait_table(reader)
     assert table.shape == (1080, 4)
     for index in (0, 17, 541, 1079):
         identity = Identity.from_index(index)
@@ -182,25 +188,25 @@ def test_keyframe_evaluation_caps_n_at_the_held_out_keyframes():
         "spec": torch.zeros(3, 4 + 6 * 2, dtype=torch.long),
         "identity": torch.tensor([[0, -1], [1, 2], [-1, -1]]),
     }
-    numbers = train.evaluate_keyframes(pipe, held, torch.randn(3, 8), torch.device("cpu"))
+    numbers = evaluate_keyframes(pipe, held, torch.randn(3, 8), torch.device("cpu"))
     assert numbers["n"] == 3 and math.isfinite(numbers["reconstruction_mse"])
 
 
 def test_datasets_that_hold_other_items_get_their_own_folders(tmp_path):
     base = DatasetSpec(kind="clips", count=8, seed=3)
-    assert train.data_folder(tmp_path, base) == tmp_path / "clips-8-s3-r64"
+    assert data_folder(tmp_path, base) == tmp_path / "clips-8-s3-r64"
     others = [
         dataclasses.replace(base, clip_frames=16),
         dataclasses.replace(base, long_shots=0.25),
         dataclasses.replace(base, fps=12),
         dataclasses.replace(base, clip_frames=16, long_shots=0.25),
     ]
-    names = [train.data_folder(tmp_path, s).name for s in [base, *others]]
+    names = [data_folder(tmp_path, s).name for s in [base, *others]]
     assert len(set(names)) == len(names)
     assert names[-1] == "clips-8-s3-r64-f16-long0.25"
     # the same items stored in other shards: the same folder (`build` refuses the mismatch)
     resharded = dataclasses.replace(base, shard_size=4)
-    assert train.data_folder(tmp_path, resharded) == train.data_folder(tmp_path, base)
+    assert data_folder(tmp_path, resharded) == data_folder(tmp_path, base)
 
 
 def test_character_weight_weighs_the_characters_pixels_up(trained, tmp_path):
@@ -219,7 +225,7 @@ def test_character_weight_weighs_the_characters_pixels_up(trained, tmp_path):
     weighted = read_log(out)["losses"]
     assert weighted[0] != pytest.approx(plain[0], rel=1e-4)
     folder = next(trained["data"].glob("keyframes-64-*"))
-    data = train.load_keyframes(folder, slots=4)
+    data = load_keyframes(folder, slots=4)
     assert data["figures"].dtype == torch.uint8
     assert data["figures"].shape == data["images"].shape[:3]
     assert 0 < (data["figures"] > 0).float().mean() < 0.5
@@ -233,13 +239,13 @@ def test_pixel_weights_count_small_figures_more():
     figures = torch.zeros(1, 16, 16, dtype=torch.uint8)
     figures[0, 2:4, 2:4] = 1
     figures[0, 8:12, 8:12] = 2
-    plain = train.pixel_weights(figures, 4.0)
-    small = train.pixel_weights(figures, 4.0, figure_pixels=16)
+    plain = pixel_weights(figures, 4.0)
+    small = pixel_weights(figures, 4.0, figure_pixels=16)
     assert plain[0, 2, 2] == plain[0, 9, 9] == 4.0
     assert small[0, 2, 2] == 13.0 and small[0, 9, 9] == 4.0
     assert small[0, 1, 1] == 13.0 and small[0, 0, 0] == 1.0  # the ring around, then background
     assert small[0, 12, 12] == 4.0 and small[0, 13, 13] == 1.0
-    capped = train.pixel_weights(figures, 4.0, figure_pixels=64)  # 64/4 = 16, capped at 4
+    capped = pixel_weights(figures, 4.0, figure_pixels=64)  # 64/4 = 16, capped at 4
     assert capped[0, 2, 2] == 1 + 3 * 4.0 and capped[0, 9, 9] == 13.0
 
 
@@ -259,10 +265,10 @@ def test_a_run_records_whether_its_code_is_the_commit(tmp_path):
         ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     (tmp_path / "out.json").write_text("{}")
-    assert train.commit(tmp_path) == head
+    assert commit(tmp_path) == head
     (tmp_path / "code.py").write_text("a = 2\n")
-    assert train.commit(tmp_path) == head + "-dirty"
-    assert train.commit(tmp_path / "nowhere") == "unknown"
+    assert commit(tmp_path) == head + "-dirty"
+    assert commit(tmp_path / "nowhere") == "unknown"
 
 
 def test_a_detail_path_added_to_a_trained_pipeline_starts_where_it_was(trained, tmp_path):
@@ -292,18 +298,18 @@ def test_a_detail_path_added_to_a_trained_pipeline_starts_where_it_was(trained, 
 def test_set_lr_scales_each_group_by_its_own_scale():
     a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([{"params": [a]}, {"params": [b], "scale": 5.0}], lr=1.0)
-    train.set_lr(opt, 2e-4)
+    set_lr(opt, 2e-4)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([2e-4, 1e-3])
 
 
 def test_keyframes_of_several_characters_can_be_drawn_more_often():
     slots = torch.tensor([[3, -1, -1], [3, 7, -1], [-1, -1, -1], [1, 2, 5]])
-    assert train.frame_weights(slots, 1.0) is None
-    assert train.frame_weights(slots, 4.0).tolist() == [1.0, 4.0, 1.0, 4.0]
+    assert frame_weights(slots, 1.0) is None
+    assert frame_weights(slots, 4.0).tolist() == [1.0, 4.0, 1.0, 4.0]
     drawn = torch.multinomial(
-        train.frame_weights(slots, 4.0), 10_000, True, generator=torch.Generator().manual_seed(0)
+        frame_weights(slots, 4.0), 10_000, True, generator=torch.Generator().manual_seed(0)
     )
     counts = torch.bincount(drawn, minlength=4).float()
     assert 3.5 < counts[1] / counts[0] < 4.5 and 3.5 < counts[3] / counts[2] < 4.5
     with pytest.raises(ValueError, match="multi_character_weight must be > 0, got 0"):
-        train.frame_weights(slots, 0.0)
+        frame_weights(slots, 0.0)

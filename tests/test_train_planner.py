@@ -18,10 +18,15 @@ from reelsmith.renderer.identity.encoder import WEIGHTS as IDENTITY_WEIGHTS
 from reelsmith.renderer.identity.encoder import load_identity_encoder
 from reelsmith.renderer.keyframes.pipeline import WEIGHTS as TOKENIZER_WEIGHTS
 from reelsmith.renderer.keyframes.pipeline import load_keyframe_pipeline
-from reelsmith.schema.conditioning import KeyframeSpec, spec_indices
-from reelsmith.schema.looks import Identity, all_identities
+from reelsmith.schema.conditioning import KeyframeSpec
+from reelsmith.schema.encoding import spec_indices
+from reelsmith.schema.looks import Identity
 from reelsmith.schema.screenplay import Screenplay
-from reelsmith.world import train, train_planner
+from reelsmith.training import planner_data
+from reelsmith.training.cli import main
+from reelsmith.training.config import load_config
+from reelsmith.training.data import portrait_embeddings
+from reelsmith.training.planner import PRESETS, PlannerRunConfig, held_out_nll
 from reelsmith.world.dataset import read
 
 TINY = [
@@ -63,10 +68,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     """The same tiny run twice on one data folder: the second finds the tokens cached."""
     root = tmp_path_factory.mktemp("planner")
     data = root / "data"
-    train.main(argv(root / "first", data, TINY))
+    main(argv(root / "first", data, TINY))
     caches = sorted(data.glob("*/planner-tokens-*.npy"))
     stamps = [p.stat().st_mtime_ns for p in caches]
-    train.main(argv(root / "second", data, TINY))
+    main(argv(root / "second", data, TINY))
     assert [p.stat().st_mtime_ns for p in caches] == stamps  # not written again
     return {"first": root / "first", "second": root / "second", "data": data}
 
@@ -113,14 +118,14 @@ def test_the_saved_planner_reproduces_its_held_out_nll(runs):
     log = read_log(runs["first"])
     model = KeyframePlanner.from_pretrained(runs["first"])
     pipe = load_keyframe_pipeline(TOKENIZER_WEIGHTS)
-    digest = train_planner.tokenizer_digest(TOKENIZER_WEIGHTS)
-    held, info = train_planner.load_movies(
+    digest = planner_data.tokenizer_digest(TOKENIZER_WEIGHTS)
+    held, info = planner_data.load_movies(
         runs["data"] / "movies-3-s7777-r64-m9", model.config, pipe, digest, lambda _: None
     )
     assert info["reused"]
     encoder = load_identity_encoder(IDENTITY_WEIGHTS)
-    table = train_planner.identity_table(encoder, held.cast.flatten(), len(all_identities()))
-    nll = train_planner.held_out_nll(model, held, table, batch=8)
+    table = portrait_embeddings(encoder, held.cast.flatten())
+    nll = held_out_nll(model, held, table, batch=8)
     assert nll == pytest.approx(log["held_out"]["nll"], abs=1e-2)
 
 
@@ -136,7 +141,7 @@ def test_second_run_reuses_the_cached_tokens_and_repeats_the_first(runs):
 def test_movie_rows_point_each_slot_at_its_cast_member(runs):
     item = next(read(runs["data"] / "movies-6-s11-r64-m9"))
     record = item["record"]
-    specs, slot_cast, cast = train_planner.movie_rows(record, slots=4, max_cast=8)
+    specs, slot_cast, cast = planner_data.movie_rows(record, slots=4, max_cast=8)
     screenplay = Screenplay.model_validate(record["screenplay"])
     order = [c.id for c in screenplay.characters]
     assert cast == [record["identities"][c] for c in order]
@@ -148,14 +153,14 @@ def test_movie_rows_point_each_slot_at_its_cast_member(runs):
         assert [order[i] for i in pointers if i >= 0] == shot.characters[:4]
         assert pointers[len(shot.characters) :] == [-1] * (4 - len(shot.characters))
     # a character past max_cast is in no slot's pointer
-    _, pointers, cast = train_planner.movie_rows(record, slots=4, max_cast=1)
+    _, pointers, cast = planner_data.movie_rows(record, slots=4, max_cast=1)
     assert len(cast) == 1 and all(i in (-1, 0) for row in pointers for i in row)
 
 
-def synthetic_movies(lengths: list[int], cast_sizes: list[int]) -> train_planner.Movies:
+def synthetic_movies(lengths: list[int], cast_sizes: list[int]) -> planner_data.Movies:
     n = sum(lengths)
     offsets = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
-    return train_planner.Movies(
+    return planner_data.Movies(
         specs=torch.arange(n)[:, None].repeat(1, 28),  # row i: shot i
         slot_cast=torch.full((n, 4), -1),
         tokens=torch.zeros(n, 2, 32),
@@ -167,7 +172,7 @@ def synthetic_movies(lengths: list[int], cast_sizes: list[int]) -> train_planner
 def test_clip_sampler_draws_consecutive_shots_of_one_movie_and_one_cast_size():
     movies = synthetic_movies([3, 10, 6, 2], [1, 2, 1, 3])
     table = torch.randn(5, 64)
-    sample = train_planner.ClipSampler(movies, table, batch=32, window=4, seed=0)
+    sample = planner_data.ClipSampler(movies, table, batch=32, window=4, seed=0)
     sizes = set()
     for _ in range(20):
         b = sample()
@@ -189,7 +194,7 @@ def test_clip_sampler_draws_consecutive_shots_of_one_movie_and_one_cast_size():
 def test_eval_batches_cover_every_shot_once():
     movies = synthetic_movies([3, 10, 6, 2], [1, 2, 1, 3])
     seen = []
-    for movie, start, length, size in train_planner.eval_batches(movies, window=4, batch=2):
+    for movie, start, length, size in planner_data.eval_batches(movies, window=4, batch=2):
         assert ((movies.cast[movie] >= 0).sum(1) == size).all()
         for m, s, n in zip(movie.tolist(), start.tolist(), length.tolist(), strict=True):
             seen += range(movies.offsets[m] + s, movies.offsets[m] + s + n)
@@ -209,13 +214,13 @@ def test_eval_batches_cover_every_shot_once():
             "the tokenizer makes 2 tokens of 32 but model.token_count, model.token_dim are 2, 16",
         ),
         (["model.identity_dim=8"], "the identity encoder makes 64-d embeddings but"),
-        (["model.depth=3"], "bad planner model config: .*unexpected keyword argument 'depth'"),
+        (["model.depth=3"], r"--set model.depth=3: no config key 'model.depth' \(model has "),
         (["data.held_out.resolution=32"], "data.held_out must be movies at the tokenizer's"),
     ],
 )
 def test_bad_config_is_a_one_line_input_error(tmp_path, overrides, message):
     with pytest.raises(InputError, match=message) as err:
-        train.main(argv(tmp_path / "out", tmp_path / "data", TINY + overrides))
+        main(argv(tmp_path / "out", tmp_path / "data", TINY + overrides))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "data").exists()  # refused before any data is built
     assert not (tmp_path / "out" / "model.safetensors").exists()
@@ -224,7 +229,7 @@ def test_bad_config_is_a_one_line_input_error(tmp_path, overrides, message):
 def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     args = argv(tmp_path / "out", tmp_path / "data", ["model.token_dim=16"])
     done = subprocess.run(
-        [sys.executable, "-m", "reelsmith.world.train", *args],
+        [sys.executable, "-m", "reelsmith.training", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -232,17 +237,21 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [
-        "reelsmith.world.train: error: the tokenizer makes 2 tokens of 32 but "
+        "reelsmith.training: error: the tokenizer makes 2 tokens of 32 but "
         "model.token_count, model.token_dim are 2, 16"
     ]
 
 
-def test_set_overrides_name_a_config_section_and_json():
-    from reelsmith.world.train import load_config
+def test_set_overrides_name_a_config_key_and_json():
+    def load(*overrides: str) -> PlannerRunConfig:
+        return load_config(PlannerRunConfig, PRESETS, "planner", None, list(overrides))
 
-    cfg = load_config("planner", None, ["train.batch=3", "train.new_switch=true"])
-    assert cfg["train"]["batch"] == 3 and cfg["train"]["new_switch"] is True
-    with pytest.raises(InputError, match="no config section for 'trian.batch'"):
-        load_config("planner", None, ["trian.batch=3"])
+    cfg = load("train.batch=3", "train.keep_best=false")
+    assert cfg.train.batch == 3 and cfg.train.keep_best is False
+    assert cfg.model == PRESETS["planner"].model  # the rest of the preset stays
+    with pytest.raises(InputError, match=r"no config key 'trian' \(the config has data, model"):
+        load("trian.batch=3")
+    with pytest.raises(InputError, match="no config key 'train.new_switch'"):
+        load("train.new_switch=true")  # a typed config: no new keys
     with pytest.raises(InputError, match="not JSON"):
-        load_config("planner", None, ["train.batch=x"])
+        load("train.batch=x")

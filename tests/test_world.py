@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.schema.looks import all_identities, cast_identities, identity_for
 from reelsmith.schema.screenplay import Character, Screenplay, TimeOfDay

@@ -192,7 +192,7 @@ def test_spec_counts_must_be_positive(field):
 
 
 def test_clips_are_the_first_frames_of_a_shot():
-    from reelsmith.planner.writers.base import Brief
+    from reelsmith.planner.brief import Brief
     from reelsmith.planner.writers.offline import OfflineWriter
     from reelsmith.world.render import WorldConfig, WorldRenderer
 

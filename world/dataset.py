@@ -33,7 +33,7 @@ import numpy as np
 
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
 from reelsmith.errors import InputError
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.offline import OfflineWriter
 from reelsmith.schema import vocabulary
 from reelsmith.schema.looks import cast_identities

@@ -11,7 +11,8 @@
 from __future__ import annotations
 
 from reelsmith.errors import InputError
-from reelsmith.planner.writers.base import Brief, LLMWriter, ScriptWriter
+from reelsmith.planner.brief import Brief
+from reelsmith.planner.writers.base import LLMWriter, ScriptWriter
 
 WRITERS = ("offline", "openai", "transformers", "vllm")
 

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from reelsmith.errors import InputError
-from reelsmith.planner.writers.base import Brief
+from reelsmith.planner.brief import Brief
 from reelsmith.planner.writers.prompt_reading import CastMember, read_prompt
 from reelsmith.schema import vocabulary
 from reelsmith.schema.screenplay import (

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.writers.base import Brief, LLMWriter
+from reelsmith.planner.brief import Brief
+from reelsmith.planner.writers.base import LLMWriter
 
 logger = logging.getLogger(__name__)
 

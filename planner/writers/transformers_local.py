@@ -29,8 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+import xgrammar as xgr
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.writers.base import Brief, LLMWriter
+from reelsmith.planner.brief import Brief
+from reelsmith.planner.writers.base import LLMWriter
 from reelsmith.schema.screenplay import ID_PATTERN
 
 if TYPE_CHECKING:
@@ -166,10 +171,6 @@ class TransformersWriter(LLMWriter):
     # -- loading ----------------------------------------------------------------------
 
     def _load(self, trust_remote_code: bool, device: str | None) -> None:
-        import torch
-        import xgrammar as xgr
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         # 1. check the directory
         where = self.model_dir
         if not where.exists():
@@ -243,9 +244,6 @@ class TransformersWriter(LLMWriter):
         Raises:
             WriterError: The prompt leaves no room for an answer in the model's context.
         """
-        import torch
-        import xgrammar as xgr
-
         # 1. prompt -> input ids
         input_ids = self._encode(messages)  # (1, T)
         budget = self._token_budget(input_ids.shape[1], max_new_tokens or self.max_new_tokens)

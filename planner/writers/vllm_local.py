@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from reelsmith.errors import InputError, WriterError
-from reelsmith.planner.writers.base import Brief, LLMWriter
+from reelsmith.planner.brief import Brief
+from reelsmith.planner.writers.base import LLMWriter
 from reelsmith.planner.writers.transformers_local import DecodingBounds, decoding_schema
 
 MISSING_VLLM = "the vllm writer needs vllm: pip install 'reelsmith[vllm]'"

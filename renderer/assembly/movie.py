@@ -7,12 +7,14 @@
 - `shots/<shot>.mp4`: each shot, H.264 at its native size (what `reelsmith eval` reads);
 - `movie.mp4`: the shots in story order, transitions applied, enlarged `upscale` times by
   nearest neighbour (its `comment` tag gives the native size);
-- `subtitles.vtt`: the dialogue as WebVTT cues on the movie's timeline;
+- `subtitles.vtt`: the dialogue as WebVTT cues on the movie's timeline
+  (`renderer.assembly.subtitles`);
 - `storyboard.png`, `storyboard.html`: the contact sheet and the self-contained page
-  (`renderer.storyboard`).
+  (`renderer.assembly.storyboard`).
 
 Transitions (`Shot.transition`, how a shot hands over to the next one) last
-`transition_seconds` (0.5 s by default), shortened to half of the shorter of the two shots:
+`transition_seconds` (0.5 s by default), shortened to half of the shorter of the two shots
+(`renderer.assembly.timeline` places them):
 
 | transition  | in the movie                                                                 |
 | ----------- | ---------------------------------------------------------------------------- |
@@ -27,9 +29,7 @@ is a cue inside its shot's own stretch, crossfades split at their middle.
 
 from __future__ import annotations
 
-import html
 import io
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +40,10 @@ from PIL import Image
 from reelsmith.atomic import write_bytes_atomic, write_text_atomic
 from reelsmith.errors import InputError
 from reelsmith.renderer.assembly.storyboard import contact_sheet, storyboard_html
+from reelsmith.renderer.assembly.subtitles import subtitle_cues, to_webvtt
+from reelsmith.renderer.assembly.timeline import TRANSITION_SECONDS, ShotSpan, plan_timeline
 from reelsmith.renderer.assembly.video import Mp4Writer, write_mp4
-from reelsmith.schema.screenplay import Screenplay, Shot, Transition
-
-TRANSITION_SECONDS = 0.5
+from reelsmith.schema.screenplay import Screenplay
 
 
 @dataclass(frozen=True)
@@ -52,29 +52,6 @@ class ShotMedia:
 
     frames: np.ndarray  # (T, H, W, 3) uint8, T >= 1, H and W even
     keyframe: np.ndarray  # (h, w, 3) uint8, any size
-
-
-@dataclass(frozen=True)
-class ShotSpan:
-    """Where one shot sits on the movie's timeline, in movie frames."""
-
-    shot_id: str
-    start: int  # the first movie frame showing this shot
-    frames: int  # the shot's own frame count
-    overlap_in: int = 0  # frames crossfaded with the previous shot
-    overlap_out: int = 0  # frames crossfaded with the next shot
-    fade_in: int = 0  # frames fading in from black
-    fade_out: int = 0  # frames fading out to black
-
-    @property
-    def end(self) -> int:
-        """One past the last movie frame showing this shot."""
-        return self.start + self.frames
-
-    @property
-    def own(self) -> tuple[float, float]:
-        """The frames where this shot is the main picture: crossfades split at their middle."""
-        return self.start + self.overlap_in / 2, self.end - self.overlap_out / 2
 
 
 @dataclass(frozen=True)
@@ -140,38 +117,15 @@ def assemble(
     order = [shot.id for _, shot in screenplay.shots()]
     report = callback or (lambda stage, done, total: None)
 
-    # 2. screenplay and keyframes
+    # 2. screenplay and keyframes; 3. each shot at its native size
     write_text_atomic(run_dir / "screenplay.json", screenplay.to_json())
-    keyframes = {}
-    for k, shot_id in enumerate(order):
-        keyframes[shot_id] = write_png(
-            shots[shot_id].keyframe, run_dir / "keyframes" / f"{shot_id}.png"
-        )
-        report("keyframes", k + 1, len(order))
-
-    # 3. each shot at its native size
-    shot_paths = {}
-    for k, shot_id in enumerate(order):
-        path = run_dir / "shots" / f"{shot_id}.mp4"
-        shot_paths[shot_id] = write_mp4(path, shots[shot_id].frames, fps, crf=crf)
-        report("shots", k + 1, len(order))
+    keyframes, shot_paths = _write_shot_files(run_dir, order, shots, fps, crf, report)
 
     # 4. the movie
-    timeline = plan_timeline(
-        screenplay, {i: len(m.frames) for i, m in shots.items()}, fps, transition_seconds
-    )
-    frame_count = timeline[-1].end
+    frame_counts = {i: len(m.frames) for i, m in shots.items()}
+    timeline = plan_timeline(screenplay, frame_counts, fps, transition_seconds)
     movie_path = run_dir / "movie.mp4"
-    metadata = {
-        "title": screenplay.title,
-        "comment": f"reelsmith movie: {len(order)} shots at {fps} fps, native size "
-        f"{size[1]}x{size[0]}, shown {upscale}x (nearest neighbour)",
-    }
-    with Mp4Writer(movie_path, fps, size, upscale, crf, metadata) as writer:
-        for k, frame in enumerate(movie_frames(timeline, shots)):
-            writer.write(frame)
-            if (k + 1) % fps == 0 or k + 1 == frame_count:
-                report("movie", k + 1, frame_count)
+    _write_movie(movie_path, screenplay.title, shots, timeline, fps, size, upscale, crf, report)
 
     # 5. subtitles
     cues = subtitle_cues(screenplay, timeline, fps)
@@ -179,18 +133,9 @@ def assemble(
     report("subtitles", 1, 1)
 
     # 6. storyboard
-    sheet = contact_sheet(screenplay, {i: shots[i].keyframe for i in order}, timeline, fps, size)
-    png_path = write_png(sheet, run_dir / "storyboard.png")
-    page = storyboard_html(
-        screenplay,
-        keyframes={i: keyframes[i].read_bytes() for i in order},
-        videos={i: shot_paths[i].read_bytes() for i in order},
-        timeline=timeline,
-        fps=fps,
-        size=size,
-        upscale=upscale,
+    png_path, html_path = _write_storyboard(
+        run_dir, screenplay, shots, keyframes, shot_paths, timeline, fps, size, upscale
     )
-    html_path = write_text_atomic(run_dir / "storyboard.html", page)
     report("storyboard", 1, 1)
 
     return AssemblyResult(
@@ -203,10 +148,86 @@ def assemble(
         keyframes=keyframes,
         timeline=timeline,
         fps=fps,
-        frame_count=frame_count,
+        frame_count=timeline[-1].end,
         size=size,
         upscale=upscale,
     )
+
+
+def _write_shot_files(
+    run_dir: Path,
+    order: list[str],
+    shots: Mapping[str, ShotMedia],
+    fps: int,
+    crf: int,
+    report: ProgressCallback,
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """keyframes/<shot>.png, then shots/<shot>.mp4 at the shot's native size, in story order
+    -> (keyframe paths, shot paths) by shot id."""
+    keyframes = {}
+    for k, shot_id in enumerate(order):
+        path = run_dir / "keyframes" / f"{shot_id}.png"
+        keyframes[shot_id] = write_png(shots[shot_id].keyframe, path)
+        report("keyframes", k + 1, len(order))
+    shot_paths = {}
+    for k, shot_id in enumerate(order):
+        path = run_dir / "shots" / f"{shot_id}.mp4"
+        shot_paths[shot_id] = write_mp4(path, shots[shot_id].frames, fps, crf=crf)
+        report("shots", k + 1, len(order))
+    return keyframes, shot_paths
+
+
+def _write_movie(
+    path: Path,
+    title: str,
+    shots: Mapping[str, ShotMedia],
+    timeline: list[ShotSpan],
+    fps: int,
+    size: tuple[int, int],
+    upscale: int,
+    crf: int,
+    report: ProgressCallback,
+) -> None:
+    """movie.mp4: the shots on the timeline, transitions applied, enlarged `upscale` times."""
+    frame_count = timeline[-1].end
+    metadata = {
+        "title": title,
+        "comment": f"reelsmith movie: {len(timeline)} shots at {fps} fps, native size "
+        f"{size[1]}x{size[0]}, shown {upscale}x (nearest neighbour)",
+    }
+    with Mp4Writer(path, fps, size, upscale, crf, metadata) as writer:
+        for k, frame in enumerate(movie_frames(timeline, shots)):
+            writer.write(frame)
+            if (k + 1) % fps == 0 or k + 1 == frame_count:
+                report("movie", k + 1, frame_count)
+
+
+def _write_storyboard(
+    run_dir: Path,
+    screenplay: Screenplay,
+    shots: Mapping[str, ShotMedia],
+    keyframes: dict[str, Path],
+    shot_paths: dict[str, Path],
+    timeline: list[ShotSpan],
+    fps: int,
+    size: tuple[int, int],
+    upscale: int,
+) -> tuple[Path, Path]:
+    """storyboard.png, the contact sheet, and storyboard.html, the page holding the written
+    keyframes and shot videos -> their paths."""
+    order = list(keyframes)
+    sheet = contact_sheet(screenplay, {i: shots[i].keyframe for i in order}, timeline, fps, size)
+    png_path = write_png(sheet, run_dir / "storyboard.png")
+    page = storyboard_html(
+        screenplay,
+        keyframes={i: keyframes[i].read_bytes() for i in order},
+        videos={i: shot_paths[i].read_bytes() for i in order},
+        timeline=timeline,
+        fps=fps,
+        size=size,
+        upscale=upscale,
+    )
+    return png_path, write_text_atomic(run_dir / "storyboard.html", page)
 
 
 def check_inputs(
@@ -274,37 +295,6 @@ def check_inputs(
     return size
 
 
-def plan_timeline(
-    screenplay: Screenplay,
-    frame_counts: Mapping[str, int],
-    fps: int,
-    transition_seconds: float = TRANSITION_SECONDS,
-) -> list[ShotSpan]:
-    """Each shot's place on the movie's timeline, with its transitions in frames."""
-    order = [shot for _, shot in screenplay.shots()]
-    wanted = round(transition_seconds * fps)
-    spans: list[ShotSpan] = []
-    start = overlap_in = fade_in = 0
-    for k, shot in enumerate(order):
-        frames = frame_counts[shot.id]
-        following = order[k + 1] if k + 1 < len(order) else None
-        overlap_out = fade_out = 0
-        if following is None:
-            if shot.transition is Transition.fade:
-                fade_out = min(wanted, frames // 2)
-        else:
-            # half of the shorter shot at most, so a shot's two transitions never meet
-            length = min(wanted, frames // 2, frame_counts[following.id] // 2)
-            if shot.transition is Transition.crossfade:
-                overlap_out = length
-            elif shot.transition is Transition.fade:
-                fade_out = length
-        spans.append(ShotSpan(shot.id, start, frames, overlap_in, overlap_out, fade_in, fade_out))
-        start += frames - overlap_out
-        overlap_in, fade_in = overlap_out, fade_out
-    return spans
-
-
 def movie_frames(timeline: list[ShotSpan], shots: Mapping[str, ShotMedia]) -> Iterator[np.ndarray]:
     """The movie's frames (H, W, 3) uint8 in order, transitions applied, one shot at a time."""
     for k, span in enumerate(timeline):
@@ -343,129 +333,3 @@ def write_png(image: np.ndarray | Image.Image, path: Path) -> Path:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return write_bytes_atomic(path, buffer.getvalue())
-
-
-# -- subtitles ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Cue:
-    """One WebVTT cue; times in milliseconds on the movie's timeline."""
-
-    identifier: str
-    start: int
-    end: int
-    text: str  # WebVTT cue text: escaped, with a <v Speaker> span
-
-
-def subtitle_cues(screenplay: Screenplay, timeline: list[ShotSpan], fps: int) -> list[Cue]:
-    """The dialogue as cues, each line inside the part of its shot that is not crossfaded.
-
-    A shot's lines share its time in proportion to their length (plus a constant, so short
-    lines stay readable). A shot too short to give each line a millisecond gets one cue.
-    """
-    spans = {span.shot_id: span for span in timeline}
-    cues: list[Cue] = []
-    for _, shot in screenplay.shots():
-        if not shot.dialogue:
-            continue
-        span = spans[shot.id]
-        # milliseconds rounded down, so no cue outlasts the movie; `own` is in half frames
-        start = (2 * span.start + span.overlap_in) * 500 // fps
-        end = (2 * span.end - span.overlap_out) * 500 // fps
-        texts = [_cue_text(screenplay, shot, k) for k in range(len(shot.dialogue))]
-        if end - start < len(texts):
-            cues.append(Cue(f"{shot.id}/1", start, end, "\n".join(texts)))
-            continue
-        # a millisecond each, the rest in proportion to the lines' lengths
-        spare = end - start - len(texts)
-        weights = np.cumsum([0] + [len(line.line) + 20 for line in shot.dialogue])
-        bounds = [start + k + int(spare * w // weights[-1]) for k, w in enumerate(weights)]
-        for k, text in enumerate(texts):
-            cues.append(Cue(f"{shot.id}/{k + 1}", bounds[k], bounds[k + 1], text))
-    return cues
-
-
-def _cue_text(screenplay: Screenplay, shot: Shot, k: int) -> str:
-    line = shot.dialogue[k]
-    name = screenplay.character(line.speaker).name
-    text = " ".join(line.line.split())
-    if line.parenthetical:
-        text = f"({' '.join(line.parenthetical.split())}) {text}"
-    return f"<v {_escape(' '.join(name.split()))}>{_escape(text)}</v>"
-
-
-def _escape(text: str) -> str:
-    return html.escape(text, quote=False)  # & < > only
-
-
-def to_webvtt(cues: list[Cue]) -> str:
-    """A WebVTT file of `cues`."""
-    blocks = ["WEBVTT"]
-    for cue in cues:
-        blocks.append(
-            f"{cue.identifier}\n{_timestamp(cue.start)} --> {_timestamp(cue.end)}\n{cue.text}"
-        )
-    return "\n\n".join(blocks) + "\n"
-
-
-def _timestamp(ms: int) -> str:
-    hours, rest = divmod(ms, 3_600_000)
-    minutes, rest = divmod(rest, 60_000)
-    seconds, millis = divmod(rest, 1000)
-    return f"{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}"
-
-
-_TIMING = re.compile(
-    r"^(?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3}) --> (?:(\d{2,}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
-    r"(?: [^\n]*)?$"
-)
-
-
-def validate_webvtt(text: str, duration: float | None = None) -> list[tuple[float, float, str]]:
-    """Check a WebVTT file: header, cue timing syntax, order and bounds; return its cues.
-
-    Cues must start in order, not overlap, last a positive time and, with `duration`
-    (seconds), end inside it; cue text must not hold a bare '&' or '<' outside tags, or '-->'.
-
-    Returns:
-        (start seconds, end seconds, cue text) for each cue.
-
-    Raises:
-        ValueError: naming the line number of the first problem.
-    """
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    blocks = re.split(r"\n{2,}", text.replace("\r\n", "\n").replace("\r", "\n").strip("\n"))
-    if not re.fullmatch(r"WEBVTT(?:[ \t][^\n]*)?(?:\n[^\n]*)*", blocks[0]) or "-->" in blocks[0]:
-        raise ValueError("line 1: a WebVTT file starts with 'WEBVTT'")
-    cues: list[tuple[float, float, str]] = []
-    line_number = blocks[0].count("\n") + 3
-    previous_end = 0.0
-    for block in blocks[1:]:
-        lines = block.split("\n")
-        if lines[0].startswith(("NOTE", "STYLE", "REGION")) and "-->" not in lines[0]:
-            line_number += len(lines) + 1
-            continue
-        if "-->" not in lines[0]:
-            lines, line_number = lines[1:], line_number + 1  # the cue's identifier
-        match = _TIMING.match(lines[0]) if lines else None
-        if match is None:
-            raise ValueError(f"line {line_number}: not a cue timing line: {lines[:1]}")
-        g = [int(x) if x else 0 for x in match.groups()]
-        start = g[0] * 3600 + g[1] * 60 + g[2] + g[3] / 1000
-        end = g[4] * 3600 + g[5] * 60 + g[6] + g[7] / 1000
-        payload = "\n".join(lines[1:])
-        if end <= start:
-            raise ValueError(f"line {line_number}: the cue ends at or before its start")
-        if start < previous_end:
-            raise ValueError(f"line {line_number}: the cue starts before the previous one ends")
-        if duration is not None and end > duration + 1e-6:
-            raise ValueError(f"line {line_number}: the cue ends after the movie ({duration:.3f} s)")
-        bare = re.sub(r"</?[a-z][^<>\n]*>|&(?:amp|lt|gt|nbsp|lrm|rlm);", "", payload)
-        if not payload or "-->" in payload or "<" in bare or "&" in bare:
-            raise ValueError(f"line {line_number}: empty or unescaped cue text: {payload!r}")
-        cues.append((start, end, payload))
-        previous_end = end
-        line_number += block.count("\n") + 2
-    return cues

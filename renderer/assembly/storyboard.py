@@ -29,7 +29,7 @@ HEADING_PREFIXES = {Setting.interior: "INT.", Setting.exterior: "EXT.", Setting.
 
 
 class Span(Protocol):
-    """A shot's place on the movie's timeline (`renderer.assembly.ShotSpan`)."""
+    """A shot's place on the movie's timeline (`renderer.assembly.timeline.ShotSpan`)."""
 
     shot_id: str
     start: int

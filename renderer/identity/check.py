@@ -23,18 +23,20 @@ no more often than the identity embeddings do (renderer/README.md), so it is not
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from reelsmith.errors import InputError
+from reelsmith.numerics import settle
+from reelsmith.renderer import shipped
 from reelsmith.renderer.identity.encoder import IdentityEncoder, crop_boxes, load_identity_encoder
 from reelsmith.renderer.identity.looks import WEIGHTS as LOOKS
 from reelsmith.renderer.identity.looks import LooksReader, load_looks_reader
 from reelsmith.renderer.identity.segmenter import CharacterSegmenter
 
-SEGMENTER = Path(__file__).parents[1] / "weights" / "motion" / "segmenter"
+SEGMENTER = shipped.SEGMENTER
 
 
 class IdentityCheck:
@@ -70,9 +72,6 @@ class IdentityCheck:
     ) -> IdentityCheck:
         """The shipped segmenter (the shot model's) and identity encoder (or `encoder`, one
         already loaded); with `looks`, the shipped looks reader too (or that reader)."""
-        from reelsmith.errors import InputError
-        from reelsmith.numerics import settle
-
         if not (SEGMENTER / "config.json").is_file():
             raise InputError(f"{SEGMENTER}: no character segmenter there (config.json is missing)")
         settle()

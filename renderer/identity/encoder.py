@@ -2,7 +2,7 @@
 
 This is what memory stores per character (under the encoder name `ENCODER`) and what the
 keyframe decoder and the planner read as a character's identity. It is trained contrastively
-(`python -m reelsmith.world.train identity`): a crop of a character from a keyframe and the
+(`python -m reelsmith.training identity`): a crop of a character from a keyframe and the
 portrait of the same identity are pulled together, every other identity in the batch pushed
 apart. Identities held out of training still separate; the shipped weights' retrieval accuracy
 on them is in `renderer/weights/identity/train_log.json`.
@@ -22,10 +22,11 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from reelsmith.numerics import settle
+from reelsmith.renderer import shipped
+from reelsmith.renderer.loading import load_model
 
 ENCODER = "reelsmith-identity-v1"
-WEIGHTS = Path(__file__).parents[1] / "weights" / "identity"
+WEIGHTS = shipped.IDENTITY
 
 
 def _block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
@@ -103,10 +104,4 @@ def crop_boxes(frames: torch.Tensor, boxes: torch.Tensor, resolution: int) -> to
 
 def load_identity_encoder(path: str | Path | None = None) -> IdentityEncoder:
     """The identity encoder from a `save_pretrained` folder; the shipped one by default."""
-    from reelsmith.errors import InputError
-
-    folder = Path(path) if path is not None else WEIGHTS
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: no identity encoder there (config.json is missing)")
-    settle()
-    return IdentityEncoder.from_pretrained(folder, dtype=torch.float32).eval()
+    return load_model(IdentityEncoder, path, WEIGHTS, "identity encoder")

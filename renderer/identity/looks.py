@@ -6,7 +6,7 @@ at the size of a small figure in a 64-pixel frame, barely tells spots from strip
 names each trait. With it, the identity check that keeps the best of several drawings can fit
 each character to a figure by its looks (`IdentityCheck.load(looks=True)`; measured against
 the identity embeddings in renderer/README.md, it chooses no better, so it is not the default).
-It is trained on storyworld keyframes' ground truth (`python -m reelsmith.world.train looks`):
+It is trained on storyworld keyframes' ground truth (`python -m reelsmith.training looks`):
 crops of the characters, their boxes jittered and half of them softened as a decoder draws,
 each trait a softmax over its vocabulary. Its vocabulary is part of its config, so the labels
 travel with the weights.
@@ -23,10 +23,12 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
+from reelsmith.renderer import shipped
 from reelsmith.renderer.identity.encoder import crop_body
+from reelsmith.renderer.loading import load_model
 from reelsmith.schema import vocabulary
 
-WEIGHTS = Path(__file__).parents[1] / "weights" / "looks"
+WEIGHTS = shipped.LOOKS
 TRAITS = {
     "shape": list(vocabulary.SHAPES),
     "colour": list(vocabulary.COLOURS),
@@ -97,11 +99,4 @@ class LooksReader(ModelMixin, ConfigMixin):
 
 def load_looks_reader(path: str | Path | None = None) -> LooksReader:
     """The looks reader from a `save_pretrained` folder; the shipped one by default."""
-    from reelsmith.errors import InputError
-    from reelsmith.numerics import settle
-
-    folder = Path(path) if path is not None else WEIGHTS
-    if not (folder / "config.json").is_file():
-        raise InputError(f"{folder}: no looks reader there (config.json is missing)")
-    settle()
-    return LooksReader.from_pretrained(folder, dtype=torch.float32).eval()
+    return load_model(LooksReader, path, WEIGHTS, "looks reader")

@@ -5,7 +5,7 @@ so it needs the keyframe split into characters and background. A small U-Net cla
 pixel as background, character, or a character's edge where it touches another character; the
 connected regions of "character" are the characters (`instances`), and the edges between two
 of them go to the nearer one. Trained on storyworld frames and their instance masks
-(`python -m reelsmith.world.train segmenter`).
+(`python -m reelsmith.training segmenter`).
 """
 
 from __future__ import annotations

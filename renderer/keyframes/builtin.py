@@ -11,6 +11,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
+from reelsmith.renderer.identity.check import IdentityCheck, draw_best
+from reelsmith.renderer.keyframes.pipeline import (
+    DEFAULT_GUIDANCE,
+    DEFAULT_STEPS,
+    PORTRAIT_GUIDANCE,
+    KeyframePipeline,
+    load_keyframe_pipeline,
+)
 from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
 # drawings per keyframe in the product (agent) by default: the identity check keeps the best of
@@ -46,13 +54,6 @@ class BuiltinKeyframer:
         check=None,
         device: str = "cpu",
     ) -> None:
-        from reelsmith.renderer.keyframes.pipeline import (
-            DEFAULT_GUIDANCE,
-            DEFAULT_STEPS,
-            PORTRAIT_GUIDANCE,
-            load_keyframe_pipeline,
-        )
-
         self.pipe = pipeline if pipeline is not None else load_keyframe_pipeline(device=device)
         self.steps = DEFAULT_STEPS if steps is None else steps
         self.guidance = dict(guidance or DEFAULT_GUIDANCE)
@@ -62,14 +63,17 @@ class BuiltinKeyframer:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
         self.candidates = candidates
         if candidates > 1 and check is None:
-            from reelsmith.renderer.identity.check import IdentityCheck
-
             check = IdentityCheck.load(device)
         self.check = check
 
     @property
     def resolution(self) -> int:
         return self.pipe.resolution
+
+    @property
+    def tokenizer(self) -> KeyframePipeline:
+        """The pipeline itself: it encodes keyframes into the tokens it decodes from."""
+        return self.pipe
 
     def _generators(self, seeds: Sequence[int]) -> list[torch.Generator]:
         return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
@@ -94,8 +98,6 @@ class BuiltinKeyframer:
             embeddings.append(row)
         if self.candidates == 1:
             return self._draw(specs, embeddings, seeds, tokens)
-        from reelsmith.renderer.identity.check import draw_best
-
         n = self.candidates
         kept, _ = draw_best(
             self.check,

@@ -31,20 +31,29 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DiffusionPipeline, PixArtTransformer2DModel
-from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler, PixArtTransformer2DModel
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
+from reelsmith.renderer import shipped
 from reelsmith.renderer.keyframes.models import (
     ConditionEncoder,
     KeyframeEncoder,
     KeyframeTransformer,
 )
-from reelsmith.renderer.loading import load_quietly
-from reelsmith.schema.conditioning import KeyframeSpec, spec_indices
+from reelsmith.renderer.loading import check_model_folder, load_quietly
+from reelsmith.renderer.pipeline_steps import (
+    SCHEDULER,
+    StepCallback,
+    callback_inputs,
+    check_identity,
+    check_sampling,
+    denoise_guided,
+    initial_noise,
+)
+from reelsmith.schema.conditioning import KeyframeSpec
+from reelsmith.schema.encoding import spec_indices
 
-WEIGHTS = Path(__file__).parents[1] / "weights" / "keyframes"
+WEIGHTS = shipped.KEYFRAMES
 BRANCHES = ("spec", "identity", "tokens")
 # chosen on held-out storyworld keyframes (benchmarks/keyframes_quality.py); 1.0 everywhere
 # is the plain conditional model, one branch
@@ -115,10 +124,7 @@ class KeyframePipeline(DiffusionPipeline):
 
     def check_inputs(self, specs, tokens, identities, height, width, steps, generator) -> None:
         r = self.resolution
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {steps!r}")
-        if isinstance(generator, list) and len(generator) != len(specs):
-            raise ValueError(f"{len(generator)} generators given for {len(specs)} keyframes")
+        check_sampling(steps, generator, len(specs))
         if tokens is not None and not torch.is_tensor(tokens):
             raise ValueError(f"tokens must be a torch.Tensor, got {type(tokens).__name__}")
         if identities is not None and not all(isinstance(i, Mapping) for i in identities):
@@ -148,12 +154,7 @@ class KeyframePipeline(DiffusionPipeline):
                         raise ValueError(
                             f"keyframe {i}: no identity embedding for character {character.id!r}"
                         )
-                    shape = tuple(torch.as_tensor(given[character.id]).shape)
-                    if shape != (self.identity_dim,):
-                        raise ValueError(
-                            f"keyframe {i}: identity of {character.id!r} has shape {shape}, "
-                            f"expected ({self.identity_dim},)"
-                        )
+                    check_identity(i, character.id, given[character.id], self.identity_dim)
 
     def _identity_tensor(self, specs, identities) -> tuple[torch.Tensor, torch.Tensor]:
         slots = self.condition_encoder.config.slots
@@ -215,7 +216,7 @@ class KeyframePipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
-        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end: StepCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> KeyframePipelineOutput | tuple:
         """Draw one keyframe per spec.
@@ -235,6 +236,7 @@ class KeyframePipeline(DiffusionPipeline):
             callback_on_step_end: Called as fn(pipe, step, timestep, kwargs) after each step;
                 it may return {"latents": ...} to replace the sample.
         """
+        # 1. check inputs
         if isinstance(specs, KeyframeSpec):
             specs = [specs]
         specs = list(specs)
@@ -245,31 +247,27 @@ class KeyframePipeline(DiffusionPipeline):
         unknown = set(guidance or {}) - set(BRANCHES)
         if unknown:
             raise ValueError(f"unknown guidance keys {sorted(unknown)}; use {list(BRANCHES)}")
-        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback tensor input {name!r} is not one of ['latents']")
+        tensor_inputs = callback_inputs(
+            self, callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
         self.check_inputs(specs, tokens, identities, height, width, num_inference_steps, generator)
         guidance = {**DEFAULT_GUIDANCE, **(guidance or {})}
         device = self._execution_device
         b, r = len(specs), self.resolution
 
+        # 2. encode the conditions of every guidance branch
         conditions, coef = self._conditions(specs, tokens, identities, guidance)
+
+        # 3. initial noise
         shape = (b, self.transformer.config.in_channels, r, r)
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents of shape {tuple(latents.shape)} should be {shape}")
+        latents = initial_noise(shape, latents, generator, device)
+
+        # 4. denoise
         latents = self.denoise(
-            latents,
-            conditions,
-            coef,
-            num_inference_steps,
-            callback_on_step_end,
-            callback_on_step_end_tensor_inputs,
+            latents, conditions, coef, num_inference_steps, callback_on_step_end, tensor_inputs
         )
 
+        # 5. decode: the samples are the pixels
         images = (latents.clamp(-1, 1) + 1) / 2
         self.maybe_free_model_hooks()
         if output_type == "pt":
@@ -294,34 +292,28 @@ class KeyframePipeline(DiffusionPipeline):
         condition sequences stacked per branch (len(coef) * B rows) with coefficients `coef`."""
         device = self._execution_device
         dtype = self.transformer.dtype
-        n_branch, b = len(coef), len(latents)
         conditions = conditions.to(device, dtype)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = latents.to(device, torch.float32) * self.scheduler.init_noise_sigma
-        timesteps = self.scheduler.timesteps
         added = {"resolution": None, "aspect_ratio": None}
-        weights = torch.tensor(coef, device=device, dtype=torch.float32).view(n_branch, 1, 1, 1, 1)
-        with self.progress_bar(total=len(timesteps)) as progress:
-            for i, t in enumerate(timesteps):
-                x = self.scheduler.scale_model_input(latents, t)
-                x = x.repeat(n_branch, 1, 1, 1).to(dtype)
-                step = torch.as_tensor(t, device=device).expand(len(x))
-                pred = self.transformer(
-                    x,
-                    encoder_hidden_states=conditions,
-                    timestep=step,
-                    added_cond_kwargs=added,
-                    return_dict=False,
-                )[0].float()
-                pred = (pred.view(n_branch, b, *pred.shape[1:]) * weights).sum(0)
-                latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
-                if callback_on_step_end is not None:
-                    local = {"latents": latents}
-                    kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
-                    out = callback_on_step_end(self, i, t, kwargs) or {}
-                    latents = out.get("latents", latents)
-                progress.update()
-        return latents
+
+        def predict(x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+            return self.transformer(
+                x.to(dtype),
+                encoder_hidden_states=conditions,
+                timestep=step,
+                added_cond_kwargs=added,
+                return_dict=False,
+            )[0].float()
+
+        return denoise_guided(
+            self,
+            latents,
+            predict,
+            coef,
+            num_inference_steps,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            device,
+        )
 
 
 def parse_guidance(text: str) -> dict[str, float]:
@@ -355,8 +347,6 @@ def make_pipeline(
     """A freshly initialised pipeline of the given size (the training script's starting point,
     and the tests' tiny models). `detail_width` > 0 gives the transformer a detail path
     (`KeyframeTransformer`); 0 keeps diffusers' plain `PixArtTransformer2DModel`."""
-    from diffusers import DPMSolverMultistepScheduler
-
     extra = {"detail_width": detail_width} if detail_width else {}
     cls = KeyframeTransformer if detail_width else PixArtTransformer2DModel
     transformer = cls(
@@ -383,21 +373,8 @@ def make_pipeline(
     )
 
 
-SCHEDULER = {
-    "num_train_timesteps": 1000,
-    "beta_schedule": "squaredcos_cap_v2",
-    "prediction_type": "v_prediction",
-    "solver_order": 2,
-    "lower_order_final": True,
-    "final_sigmas_type": "zero",
-}
-
-
 def load_keyframe_pipeline(path: str | Path | None = None, device: str = "cpu") -> KeyframePipeline:
     """The keyframe pipeline from a `save_pretrained` folder; the shipped one by default."""
-    from reelsmith.errors import InputError
-
     folder = Path(path) if path is not None else WEIGHTS
-    if not (folder / "model_index.json").is_file():
-        raise InputError(f"{folder}: no keyframe pipeline there (model_index.json is missing)")
+    check_model_folder(folder, "keyframe pipeline", "model_index.json")
     return load_quietly(KeyframePipeline, folder, device)

@@ -2,8 +2,8 @@
 
 Any pipeline of the Stable Diffusion 1.5 / SDXL class works (`StableDiffusionPipeline`,
 `StableDiffusionXLPipeline`, whatever `AutoPipelineForText2Image` loads). The prompt is the
-spec's prompt (or one written from its fields, `prompt_of`); the characters' identities reach
-the UNet through a loaded IP-Adapter, fed each character's reference image:
+spec's prompt (or one written from its fields, `spec_prompts.prompt_of`); the characters'
+identities reach the UNet through a loaded IP-Adapter, fed each character's reference image:
 
     keyframer = PretrainedKeyframer.from_pretrained(
         "stable-diffusion-v1-5/stable-diffusion-v1-5", ip_adapter="h94/IP-Adapter"
@@ -26,78 +26,27 @@ makes a keyframe's pixels depend only on its own spec, references and seed.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import AutoPipelineForText2Image
-from diffusers.models.embeddings import (
-    ImageProjection,
-    IPAdapterPlusImageProjection,
-    MultiIPAdapterImageProjection,
-)
-from huggingface_hub.errors import EntryNotFoundError
-from safetensors import SafetensorError
-from transformers import CLIPVisionModelWithProjection
+from diffusers.models.embeddings import ImageProjection, IPAdapterPlusImageProjection
 
-from reelsmith.errors import InputError
+from reelsmith.renderer.keyframes.ip_adapter import (
+    embed_shape,
+    encoder_id,
+    image_projection,
+    load_ip_adapter,
+)
 from reelsmith.renderer.keyframes.keyframer import IdentityReference
-from reelsmith.schema.conditioning import PORTRAIT, CharacterSpec, KeyframeSpec
+from reelsmith.renderer.keyframes.spec_prompts import portrait_prompt, prompt_of
+from reelsmith.renderer.loading import dtype_argument, load_failure, local_model, own_arguments
+from reelsmith.schema.conditioning import CharacterSpec, KeyframeSpec
 
 logger = logging.getLogger(__name__)
-
-PORTRAIT_SUFFIX = ", front view, plain grey background, full body"
-SIZE_TEXT = {"wide": "wide shot", "medium": "medium shot", "close-up": "close-up shot"}
-TIME_TEXT = {"day": "in daylight", "dusk": "at dusk", "night": "at night"}
-ACTION_TEXT = {
-    "idle": "standing",
-    "walk-left": "walking left",
-    "walk-right": "walking right",
-    "run": "running",
-    "jump": "jumping",
-    "wave": "waving",
-    "sit": "sitting",
-    "approach": "approaching",
-    "leave": "leaving",
-    "turn": "turning around",
-    "talk": "talking",
-    "follow": "following",
-}
-# what a failed load raises: missing files or repos, bad configs, bad weights
-LOAD_FAILURES = (OSError, ValueError, KeyError, RuntimeError, EntryNotFoundError, SafetensorError)
-
-
-def describe(character: CharacterSpec) -> str:
-    """A character as text: its description, else its known looks, else its id."""
-    if character.description.strip():
-        return character.description.strip()
-    looks = character.looks
-    words = [looks.get("colour"), looks.get("pattern"), looks.get("shape")]
-    words = [w for w in words if w and w != "plain"]
-    if not words:
-        return character.id
-    text = f"a {' '.join(words)} character"
-    if looks.get("accessory", "none") != "none":
-        text += f" with a {looks['accessory']}"
-    return text
-
-
-def prompt_of(spec: KeyframeSpec) -> str:
-    """The spec's prompt, or one written from its size, characters, location and time."""
-    if spec.prompt.strip():
-        return spec.prompt.strip()
-    who = [
-        describe(c) + (f" {ACTION_TEXT.get(c.action, c.action)}" if c.action else "")
-        for c in spec.characters
-    ]
-    place = "a plain background" if spec.location == PORTRAIT else f"the {spec.location}"
-    subject = f" of {' and '.join(who)}" if who else ""
-    return f"{SIZE_TEXT[spec.size]}{subject} in {place}, {TIME_TEXT[spec.time]}"
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -118,6 +67,8 @@ class PretrainedKeyframer:
         negative_prompt: The negative prompt of every keyframe.
         name: The backend's name in logs and errors.
     """
+
+    tokenizer = None  # it reads no keyframe tokens: keyframes come from text and references
 
     def __init__(
         self,
@@ -191,71 +142,33 @@ class PretrainedKeyframer:
                 f"ip_adapter_weight_name {ip_adapter_weight_name!r} is not a .safetensors file; "
                 "only safetensors weights are loaded"
             )
-        own = {k: kwargs.pop(k) for k in inspect.signature(cls).parameters if k in kwargs}
-        if model.startswith(("/", ".", "~")):
-            model = str(Path(model).expanduser())
-            if not Path(model).is_dir():
-                raise InputError(f"{model}: no such folder (a text-to-image pipeline was expected)")
-        dtype = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
-
-        stage = f"{model}: cannot load a text-to-image pipeline"
-        try:
+        own = own_arguments(cls, kwargs)
+        model = local_model(model, "a text-to-image pipeline")
+        with load_failure(f"{model}: cannot load a text-to-image pipeline"):
             pipe = AutoPipelineForText2Image.from_pretrained(
-                model, use_safetensors=True, trust_remote_code=trust_remote_code, **dtype, **kwargs
+                model,
+                use_safetensors=True,
+                trust_remote_code=trust_remote_code,
+                **dtype_argument(torch_dtype),
+                **kwargs,
             )
-            if ip_adapter is not None:
-                if not hasattr(pipe, "load_ip_adapter"):
-                    raise InputError(f"{model}: {type(pipe).__name__} cannot take an IP-Adapter")
-                # the image encoder as load_ip_adapter would find it, but from safetensors only
-                source = None
-                if image_encoder is not None:
-                    source, folder = hub_subfolder(image_encoder)
-                elif getattr(pipe, "image_encoder", None) is None:
-                    source = ip_adapter
-                    folder = "/".join(p for p in (ip_adapter_subfolder, "image_encoder") if p)
-                if source is not None:
-                    stage = f"{model}: cannot load the image encoder from {source}"
-                    encoder = CLIPVisionModelWithProjection.from_pretrained(
-                        source,
-                        subfolder=folder,
-                        use_safetensors=True,
-                        **({} if torch_dtype is None else {"dtype": torch_dtype}),
-                    )
-                    pipe.register_modules(image_encoder=encoder)
-                stage = (
-                    f"{model}: cannot load IP-Adapter {ip_adapter_weight_name} from {ip_adapter}"
-                )
-                pipe.load_ip_adapter(
-                    ip_adapter,
-                    subfolder=ip_adapter_subfolder,
-                    weight_name=ip_adapter_weight_name,
-                    image_encoder_folder=None,
-                )
-        except LOAD_FAILURES as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise InputError(f"{stage}: {reason}") from e
+        if ip_adapter is not None:
+            load_ip_adapter(
+                pipe,
+                model,
+                ip_adapter,
+                ip_adapter_subfolder,
+                ip_adapter_weight_name,
+                image_encoder,
+                torch_dtype,
+            )
         return cls(pipe.to(device), **own)
 
     # -- identity embeddings --------------------------------------------------------------
 
     def _adapter(self) -> ImageProjection | IPAdapterPlusImageProjection | None:
         """The loaded IP-Adapter's image projection, or None when none is loaded."""
-        projection = getattr(getattr(self.pipe, "unet", None), "encoder_hid_proj", None)
-        if not isinstance(projection, MultiIPAdapterImageProjection):
-            return None
-        layers = projection.image_projection_layers
-        if len(layers) != 1:
-            raise ValueError(
-                f"{len(layers)} IP-Adapters are loaded; {self.name} drives exactly one"
-            )
-        if not isinstance(layers[0], ImageProjection | IPAdapterPlusImageProjection):
-            raise ValueError(
-                f"IP-Adapter of kind {type(layers[0]).__name__} is not supported; "
-                "load a plain or Plus IP-Adapter"
-            )
-        if getattr(self.pipe, "image_encoder", None) is None:
-            raise ValueError("the pipe has an IP-Adapter but no image_encoder to encode references")
-        return layers[0]
+        return image_projection(self.pipe, self.name)
 
     def _hidden_states(self) -> bool:
         """Whether the adapter reads the encoder's hidden states (Plus) or its image embeds."""
@@ -272,24 +185,13 @@ class PretrainedKeyframer:
             return None
         encoder = self.pipe.image_encoder
         if self._encoder_id is None or self._encoder_id[0] is not encoder:
-            digest = hashlib.sha256()
-            for tensor in encoder.state_dict().values():
-                sample = tensor.detach().flatten()[:256].float().cpu().numpy()
-                digest.update(sample.tobytes())
-            width = encoder.config.hidden_size
-            self._encoder_id = (
-                encoder,
-                f"{type(encoder).__name__}-{width}-{digest.hexdigest()[:12]}",
-            )
+            self._encoder_id = (encoder, encoder_id(encoder))
         kind = "hidden-states" if self._hidden_states() else "image-embeds"
         return f"ip-adapter:{self._encoder_id[1]}:{kind}"
 
     def _embed_shape(self) -> tuple[int, ...]:
         """One image's embedding: (D,) image embeds, or (T, D) hidden states for Plus."""
-        config = self.pipe.image_encoder.config
-        if not self._hidden_states():
-            return (config.projection_dim,)
-        return ((config.image_size // config.patch_size) ** 2 + 1, config.hidden_size)
+        return embed_shape(self.pipe.image_encoder.config, self._hidden_states())
 
     @torch.no_grad()
     def _embedding(self, reference: IdentityReference, character_id: str) -> torch.Tensor:
@@ -417,12 +319,8 @@ class PretrainedKeyframer:
 
     def portrait(self, character: CharacterSpec, seed: int) -> np.ndarray:
         """A new character's reference portrait from its description (text only), (H, W, 3)."""
-        if character.description.strip():
-            prompt = KeyframeSpec.portrait(character).prompt
-        else:
-            prompt = f"portrait of {describe(character)}"
         embeds, scale = (None, 0.0) if self._adapter() is None else self._identity_embeds([])
-        return self._generate(prompt + PORTRAIT_SUFFIX, embeds, scale, seed)
+        return self._generate(portrait_prompt(character), embeds, scale, seed)
 
     def _generate(
         self, prompt: str, embeds: torch.Tensor | None, scale: float, seed: int
@@ -444,17 +342,6 @@ class PretrainedKeyframer:
             **extra,
         )
         return to_uint8(out.images[0])
-
-
-def hub_subfolder(path: str) -> tuple[str, str]:
-    """Split a Hub path "owner/name/sub/folder" into ("owner/name", "sub/folder").
-
-    A local folder, or a path with no subfolder, comes back whole with subfolder "".
-    """
-    if path.count("/") < 2 or Path(path).expanduser().is_dir():
-        return path, ""
-    owner, name, subfolder = path.split("/", 2)
-    return f"{owner}/{name}", subfolder
 
 
 def default_resolution(pipe) -> int:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reelsmith.renderer.shots.motion import FlowAutoencoder
+from reelsmith.renderer.shots.flow_autoencoder import FlowAutoencoder
 
 MIN_HITS = 3  # a character is drawn when at least this many frame pixels come from it
 MIN_FIT = 8  # the camera's zoom is fitted when at least this many background pixels show
@@ -115,12 +115,52 @@ def decode_layered(
     if labels.shape != (n, r, r):
         raise ValueError(f"labels of shape {tuple(labels.shape)} should be {(n, r, r)}")
     device, dtype = labels.device, keyframes.dtype
-    p = r * r
     ys, xs = torch.meshgrid(*(torch.arange(r, device=device),) * 2, indexing="ij")
     grid = torch.stack([xs, ys]).float().flatten(1)  # (2, P)
     # coordinates in float32 whatever the models run in (bfloat16 cannot tell pixel 63 from 64)
     moved = flow.flow_at(latents.float(), r)  # (N, 2, r, r) the flat warp's own flow
     sources = moved.flatten(2) + grid  # (N, 2, P) keyframe (x, y) of each frame pixel
+    ks = torch.arange(1, int(labels.max()) + 1, device=device)  # (K,)
+    # 2. the characters first: the background (step 1) needs to know where they will be
+    show, flat, bottom = character_layers(sources, grid, labels, ks, wobble, dtype)
+    # 1. the background
+    frames = background_layer(flow, keyframes, latents, moved, labels > 0, show)
+    if len(ks) == 0:
+        return frames.view_as(keyframes)
+    # back to front: where characters overlap the nearest one (then the higher label) wins
+    rank = torch.where(show, (bottom * (len(ks) + 1) + ks)[..., None], -1)  # (N, K, P)
+    front = rank.argmax(1, keepdim=True)  # (N, 1, P)
+    pick = flat.gather(1, front)[:, 0]  # (N, P) keyframe pixel of the front character
+    pasted = keyframes.flatten(2).gather(2, pick[:, None].expand(n, 3, r * r))
+    frames = torch.where(show.any(1)[:, None], pasted, frames)
+    return frames.view_as(keyframes)
+
+
+def character_layers(
+    sources: torch.Tensor,
+    grid: torch.Tensor,
+    labels: torch.Tensor,
+    ks: torch.Tensor,
+    wobble: float,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every character k = 1..K of every frame at once, each moved by one similarity transform.
+
+    Args:
+        sources: (N, 2, P) keyframe coordinates of every frame pixel under the flat warp.
+        grid: (2, P) every frame pixel's own coordinates.
+        labels: (N, r, r) instance labels of each frame's keyframe (0: background).
+        ks: (K,) the labels 1..K.
+        wobble: How far (pixels) a character's pixel may follow the flow off its transform.
+        dtype: The keyframes' dtype.
+
+    Returns:
+        show (N, K, P) bool: the frame pixels each character covers; flat (N, K, P): the
+        keyframe pixel (flat index) each shows; bottom (N, K): each character's lowest
+        keyframe row (nearer the camera), -1 for one not in the keyframe.
+    """
+    n, r = labels.shape[0], labels.shape[-1]
+    p = r * r
     nearest = sources.round().long()
     inside = ((nearest >= 0) & (nearest < r)).all(1)  # (N, P)
     at = nearest[:, 1].clamp(0, r - 1) * r + nearest[:, 0].clamp(0, r - 1)  # (N, P) flat index
@@ -129,10 +169,6 @@ def decode_layered(
     core = torch.where(F.max_pool2d((~fg)[:, None].to(dtype), 3, 1, 1)[:, 0] > 0, 0, labels)
     from_label = torch.where(inside, labels.flatten(1).gather(1, at), 0)  # (N, P)
     from_core = torch.where(inside, core.flatten(1).gather(1, at), 0)
-
-    ks = torch.arange(1, int(labels.max()) + 1, device=device)  # (K,)
-    # 2. every character k = 1..K of every frame at once: (N, K, ...), drawn over the
-    # background (step 1, which needs to know where they are)
     mask = labels.flatten(1)[:, None] == ks[:, None]  # (N, K, P)
     centre = masked_mean(grid[None, None].expand(n, len(ks), 2, p), mask.float())  # (N, K, 2)
     bottom = torch.where(mask, grid[1], -1).amax(-1)  # (N, K) lowest row: nearer the camera
@@ -153,23 +189,27 @@ def decode_layered(
     ok = ((src >= 0) & (src < r)).all(2)  # (N, K, P)
     flat = src[:, :, 1].clamp(0, r - 1) * r + src[:, :, 0].clamp(0, r - 1)
     show = ok & mask.gather(2, flat) & drawn[..., None]
+    return show, flat, bottom
 
-    # 1. the background: the keyframe with its characters painted out, moved by the flow of
-    # the background alone (around where characters are and were, the smooth flow carries
-    # their motion too and would drag the background with them: painted in from around)
+
+def background_layer(
+    flow: FlowAutoencoder,
+    keyframes: torch.Tensor,
+    latents: torch.Tensor,
+    moved: torch.Tensor,
+    fg: torch.Tensor,
+    show: torch.Tensor,
+) -> torch.Tensor:
+    """The background of every frame (N, 3, P): the keyframe with its characters (`fg`
+    (N, r, r)) painted out, moved by the flow of the background alone. Around where the
+    characters are (`show` (N, K, P)) and were, the smooth flow `moved` (N, 2, r, r) carries
+    their motion too and would drag the background with them: there it is painted in from
+    around."""
+    n, r, dtype = len(keyframes), keyframes.shape[-1], keyframes.dtype
     holes = F.max_pool2d(fg[:, None].to(dtype), 3, 1, 1) > 0  # (N, 1, r, r)
     near = (show.any(1).view(n, 1, r, r) | fg[:, None]).float()
     near = F.max_pool2d(near, 2 * NEAR + 1, 1, NEAR) > 0  # (N, 1, r, r)
     flows = inpaint(moved, near)  # (N, 2, r, r) pixels; where nothing is near: the flat flow
     warped, visible = flow.warp(inpaint(keyframes, holes), latents.to(dtype), flows.to(dtype))
     visible = torch.where(near, 1.0, visible)  # the painted-in background is there to show
-    frames = flow.blend(keyframes, warped, visible).flatten(2)  # (N, 3, P)
-    if len(ks) == 0:
-        return frames.view_as(keyframes)
-    # back to front: where characters overlap the nearest one (then the higher label) wins
-    rank = torch.where(show, (bottom * (len(ks) + 1) + ks)[..., None], -1)  # (N, K, P)
-    front = rank.argmax(1, keepdim=True)  # (N, 1, P)
-    pick = flat.gather(1, front)[:, 0]  # (N, P) keyframe pixel of the front character
-    pasted = keyframes.flatten(2).gather(2, pick[:, None].expand(n, 3, p))
-    frames = torch.where(show.any(1)[:, None], pasted, frames)
-    return frames.view_as(keyframes)
+    return flow.blend(keyframes, warped, visible).flatten(2)  # (N, 3, P)

@@ -1,13 +1,13 @@
 """`MotionPipeline`: the built-in shot model (latent flow diffusion) as a diffusers pipeline
 (`renderer/shots/builtin.py` has the `ShotRenderer` over it).
 
-Components (models in `renderer/motion.py`):
+Components (models in `renderer/shots/flow_autoencoder.py` and `motion_transformer.py`):
 - `flow_autoencoder` (`FlowAutoencoder`): motion latent -> frame, by warping the keyframe;
 - `motion_transformer` (`MotionTransformer`): a DiT that denoises a clip's motion latents,
   v-prediction;
 - `scheduler`: any diffusers scheduler (`DPMSolverMultistepScheduler` ships);
 - `segmenter` (`CharacterSegmenter`, optional): the keyframe's characters, so that each moves
-  as one rigid layer (`renderer/layered.py`) instead of bending with a smooth flow.
+  as one rigid layer (`renderer/shots/layered.py`) instead of bending with a smooth flow.
 
 Every frame of a clip is the keyframe moved by its own latent, all latents relative to the
 keyframe, so a shot of any length shows the keyframe's characters as they are in it. Guidance
@@ -33,25 +33,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import DiffusionPipeline
-from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
+from reelsmith.renderer import shipped
 from reelsmith.renderer.identity.segmenter import CharacterSegmenter
-from reelsmith.renderer.loading import load_quietly
-from reelsmith.renderer.shots.layered import decode_layered
-from reelsmith.renderer.shots.motion import (
-    PRESETS,
-    FlowAutoencoder,
-    MotionConditions,
-    MotionTransformer,
-    phase_features,
+from reelsmith.renderer.loading import check_model_folder, load_quietly
+from reelsmith.renderer.pipeline_steps import (
+    SCHEDULER,
+    StepCallback,
+    callback_inputs,
+    check_sampling,
+    denoise_guided,
+    initial_noise,
 )
-from reelsmith.schema.conditioning import ACTIONS, CAMERAS, TRAITS
+from reelsmith.renderer.shots.clip_conditions import ClipConditions
+from reelsmith.renderer.shots.flow_autoencoder import FlowAutoencoder
+from reelsmith.renderer.shots.layered import decode_layered
+from reelsmith.renderer.shots.motion_transformer import MotionConditions, MotionTransformer
 
-WEIGHTS = Path(__file__).parents[1] / "weights" / "motion"
-TRAIN_COMMAND = "python -m reelsmith.world.train motion --identity renderer/weights/identity --out"
+WEIGHTS = shipped.MOTION
+TRAIN_COMMAND = "python -m reelsmith.training motion --identity renderer/weights/identity --out"
 DEFAULT_STEPS = 10
 # guidance over the motion condition: more moves more. Decoded flat, more also bent characters
 # out of shape (frame-by-frame identity 0.758 / 0.745 / 0.732 at 1.0 / 1.25 / 1.5); decoded in
@@ -62,18 +64,19 @@ DEFAULT_STEPS = 10
 # frame-by-frame identity 0.954 / 0.951 / 0.950 / 0.945 and Fréchet clip distance 161 / 146 /
 # 134 / 146
 DEFAULT_GUIDANCE = 2.0
-SCHEDULER = {
-    "num_train_timesteps": 1000,
-    "beta_schedule": "squaredcos_cap_v2",
-    "prediction_type": "v_prediction",
-    "solver_order": 2,
-    "lower_order_final": True,
-    "final_sigmas_type": "zero",
-}
+PRESETS = {
+    # the shipped sizes (the `motion` training preset); tiny: the tests'. Flow 344,502 weights
+    # (0.69 MB in float16); motion 983,964 (1.97 MB). Patches of 4 (16 tokens a frame, 128 a
+    # clip) with full attention: 4.4 ms a clip-forward on one CPU core, 0.21 s a training
+    # step of 16; patches of 2 cost 4-5x that, factorised attention 1.4x at patches of 4.
+    "flow": {"resolution": 64, "latent_size": 16, "width": 16},
+    "motion": {"resolution": 64, "latent_size": 16, "patch_size": 4, "width": 96, "layers": 4},
+    "flow-tiny": {"resolution": 16, "latent_size": 4, "width": 8},
+    "motion-tiny": {"resolution": 16, "latent_size": 4, "patch_size": 2, "width": 16,
+                    "layers": 1, "heads": 2, "frames": 4, "identity_dim": 8, "slots": 2},
+}  # fmt: skip
 
 Images = np.ndarray | torch.Tensor | Sequence[np.ndarray]
-# the per-clip conditions `__call__` takes, in the order `check_inputs` reads them
-CONDITIONS = ("cameras", "actions", "identities", "looks", "context", "offsets", "shot_frames")
 
 
 @dataclass
@@ -138,121 +141,28 @@ class MotionPipeline(DiffusionPipeline):
         x = x.to(self.flow_autoencoder.device).permute(0, 3, 1, 2).contiguous()
         return x.float() / 127.5 - 1.0
 
-    def check_inputs(self, b: int, given: Mapping, steps, generator) -> None:
-        """Raise ValueError naming the first bad value; `given` holds the per-clip conditions
-        (`__call__`'s cameras, actions, identities, looks, context, offsets, shot_frames)."""
-        cameras, actions, identities, looks, context, offsets, shot_frames = (
-            given.get(name) for name in CONDITIONS
-        )
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {steps!r}")
-        if isinstance(generator, list) and len(generator) != b:
-            raise ValueError(f"{len(generator)} generators given for {b} keyframes")
-        for name, value in (
-            ("cameras", cameras),
-            ("actions", actions),
-            ("identities", identities),
-            ("looks", looks),
-            ("offsets", offsets),
-            ("shot_frames", shot_frames),
-        ):
-            if value is not None and len(value) != b:
-                raise ValueError(f"{len(value)} {name} given for {b} keyframes")
-        for camera in cameras or ():
-            if camera is not None and str(getattr(camera, "value", camera)) not in CAMERAS:
-                raise ValueError(f"unknown camera move {camera!r} (one of {list(CAMERAS)})")
-        for i, given in enumerate(actions or ()):
-            for who, action in given.items():
-                if str(getattr(action, "value", action)) not in ACTIONS:
-                    raise ValueError(
-                        f"keyframe {i}: character {who!r} has unknown action {action!r} "
-                        f"(one of {list(ACTIONS)})"
-                    )
-        for i, given in enumerate(identities or ()):
-            for who, emb in given.items():
-                shape = tuple(torch.as_tensor(emb).shape)
-                if shape != (self.identity_dim,):
-                    raise ValueError(
-                        f"keyframe {i}: identity of {who!r} has shape {shape}, "
-                        f"expected ({self.identity_dim},)"
-                    )
-        for i, given in enumerate(looks or ()):
-            for who, traits in given.items():
-                for trait, value in traits.items():
-                    if trait not in TRAITS or value not in TRAITS[trait]:
-                        raise ValueError(
-                            f"keyframe {i}: {who!r} has unknown look {trait}={value!r}"
-                        )
-        for i in range(b):
-            n = len(_characters(i, actions, identities, looks))
-            if n > self.slots:
-                raise ValueError(f"keyframe {i}: {n} characters, this model takes {self.slots}")
-        if context is not None:
-            if len(context) != b:
-                raise ValueError(f"{len(context)} contexts given for {b} keyframes")
-            shape = self.motion_transformer.latent_shape[1:]
-            for i, c in enumerate(context):
-                if c is not None and tuple(torch.as_tensor(c).shape) != shape:
-                    got = tuple(torch.as_tensor(c).shape)
-                    raise ValueError(f"context {i} has shape {got}, expected {shape}")
-        for i, value in enumerate(offsets or ()):
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"offsets[{i}] {value!r} must be an integer >= 0")
-        for i, value in enumerate(shot_frames or ()):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"shot_frames[{i}] {value!r} must be an integer >= 1")
+    def check_inputs(self, b: int, given: ClipConditions, steps, generator) -> None:
+        """Raise ValueError naming the first bad value of the sampling arguments or of the
+        per-clip conditions."""
+        check_sampling(steps, generator, b)
+        given.check(b, self.slots, self.identity_dim, self.motion_transformer.latent_shape[1:])
 
     def encode_conditions(
-        self, pixels: torch.Tensor, given: Mapping, guidance_scale: float
+        self, pixels: torch.Tensor, given: ClipConditions, guidance_scale: float
     ) -> tuple[MotionConditions, list[float]]:
         """The conditions of every branch needed, stacked, and their coefficients: the
         conditional branch first, then (when guided) the one without camera and actions."""
-        cameras, actions, identities, looks, context, offsets, shot_frames = (
-            given.get(name) for name in CONDITIONS
-        )
         model = self.motion_transformer
-        device, b, s = pixels.device, len(pixels), self.slots
-        camera = torch.zeros(b, dtype=torch.long)
-        ident = torch.zeros(b, s, self.identity_dim)
-        have = torch.zeros(b, s, dtype=torch.bool)
-        spec = torch.zeros(b, s, 2 + len(TRAITS), dtype=torch.long)
-        ctx = torch.zeros(b, *model.latent_shape[1:])
-        has_ctx = torch.zeros(b, dtype=torch.bool)
-        for i in range(b):
-            if cameras is not None and cameras[i] is not None:
-                camera[i] = CAMERAS.index(str(getattr(cameras[i], "value", cameras[i]))) + 1
-            for k, who in enumerate(_characters(i, actions, identities, looks)):
-                spec[i, k, 0] = 1
-                traits = (looks[i] if looks else {}).get(who, {})
-                for t, (trait, values) in enumerate(TRAITS.items()):
-                    if trait in traits:
-                        spec[i, k, 1 + t] = values.index(traits[trait]) + 1
-                action = (actions[i] if actions else {}).get(who)
-                if action is not None:
-                    spec[i, k, -1] = ACTIONS.index(str(getattr(action, "value", action))) + 1
-                emb = (identities[i] if identities else {}).get(who)
-                if emb is not None:
-                    ident[i, k] = torch.as_tensor(emb, dtype=torch.float32)
-                    have[i, k] = True
-            if context is not None and context[i] is not None:
-                ctx[i] = torch.as_tensor(context[i], dtype=torch.float32)
-                has_ctx[i] = True
-        offsets = torch.tensor(offsets if offsets is not None else [0] * b)
-        lengths = torch.tensor(shot_frames if shot_frames is not None else [self.native_frames] * b)
-        phase = phase_features(offsets, lengths, self.native_frames)
+        context_shape = model.latent_shape[1:]
+        tensors = given.tensors(
+            len(pixels), self.slots, self.identity_dim, context_shape, self.native_frames
+        )
 
-        def encode(camera, spec) -> MotionConditions:
-            return model.conditions(
-                pixels,
-                camera.to(device),
-                ident.to(device),
-                have.to(device),
-                spec.to(device),
-                ctx.to(device),
-                has_ctx.to(device),
-                phase.to(device),
-            )
+        def encode(camera: torch.Tensor, slot_spec: torch.Tensor) -> MotionConditions:
+            branch = {**tensors, "camera": camera, "slot_spec": slot_spec}
+            return model.conditions(pixels, **{k: v.to(pixels.device) for k, v in branch.items()})
 
+        camera, spec = tensors["camera"], tensors["slot_spec"]
         if guidance_scale == 1.0:
             return encode(camera, spec), [1.0]
         plain = spec.clone()
@@ -280,7 +190,7 @@ class MotionPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         output_type: str = "np",
         return_dict: bool = True,
-        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end: StepCallback | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> MotionPipelineOutput | tuple:
         """Draw one clip of `native_frames` frames per keyframe.
@@ -301,7 +211,7 @@ class MotionPipeline(DiffusionPipeline):
             num_inference_steps: Denoising steps.
             guidance_scale: Guidance over the motion condition (1.0: one branch).
             layered: Decode with each character moved as one rigid layer
-                (`renderer/layered.py`) where the pipeline has a segmenter; False warps the
+                (`renderer/shots/layered.py`) where the pipeline has a segmenter; False warps the
                 keyframe as one image.
             generator: A torch.Generator (or one per clip) for determinism.
             latents: Initial noise (B, T, 3, g, g); drawn from `generator` when None.
@@ -316,20 +226,11 @@ class MotionPipeline(DiffusionPipeline):
             raise ValueError("no clips to draw: keyframes is empty")
         if output_type not in ("np", "pt"):
             raise ValueError(f"output_type {output_type!r} is not one of np, pt")
-        if isinstance(callback_on_step_end, PipelineCallback | MultiPipelineCallbacks):
-            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback tensor input {name!r} is not one of ['latents']")
-        given = {
-            "cameras": cameras,
-            "actions": actions,
-            "identities": identities,
-            "looks": looks,
-            "context": list(context) if torch.is_tensor(context) else context,
-            "offsets": offsets,
-            "shot_frames": shot_frames,
-        }
+        tensor_inputs = callback_inputs(
+            self, callback_on_step_end, callback_on_step_end_tensor_inputs
+        )
+        context = list(context) if torch.is_tensor(context) else context
+        given = ClipConditions(cameras, actions, identities, looks, context, offsets, shot_frames)
         self.check_inputs(b, given, num_inference_steps, generator)
 
         # 2. encode the conditions
@@ -337,33 +238,15 @@ class MotionPipeline(DiffusionPipeline):
 
         # 3. initial noise
         shape = (b, *self.motion_transformer.latent_shape)
-        device = pixels.device
-        if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-        elif tuple(latents.shape) != shape:
-            raise ValueError(f"latents of shape {tuple(latents.shape)} should be {shape}")
+        latents = initial_noise(shape, latents, generator, pixels.device)
 
         # 4. denoise
         latents = self.denoise(
-            latents,
-            conditions,
-            coef,
-            num_inference_steps,
-            callback_on_step_end,
-            callback_on_step_end_tensor_inputs,
+            latents, conditions, coef, num_inference_steps, callback_on_step_end, tensor_inputs
         )
 
         # 5. decode: each frame is the keyframe moved by its latent
-        motion = self.motion_transformer.unscale_latents(latents)
-        frames = self.decode_latents(pixels, motion, layered)
-        self.maybe_free_model_hooks()
-        if output_type == "np":
-            frames = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
-        else:
-            frames = frames.cpu()
-        if not return_dict:
-            return (frames, motion.cpu())
-        return MotionPipelineOutput(frames=frames, motion_latents=motion.float().cpu())
+        return self.decode_output(pixels, latents, layered, output_type, return_dict)
 
     def denoise(
         self,
@@ -376,27 +259,37 @@ class MotionPipeline(DiffusionPipeline):
     ) -> torch.Tensor:
         """The sampling loop: noise (B, T, 3, g, g) -> scaled motion latents, guided by
         conditions stacked per branch (len(coef) * B rows) with coefficients `coef`."""
-        model = self.motion_transformer
-        device = latents.device
-        n_branch, b = len(coef), len(latents)
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        latents = latents.to(torch.float32) * self.scheduler.init_noise_sigma
-        weights = torch.tensor(coef, device=device).view(n_branch, 1, 1, 1, 1, 1)
-        timesteps = self.scheduler.timesteps
-        with self.progress_bar(total=len(timesteps)) as progress:
-            for i, t in enumerate(timesteps):
-                x = self.scheduler.scale_model_input(latents, t).repeat(n_branch, 1, 1, 1, 1)
-                step = torch.as_tensor(t, device=device).expand(len(x))
-                pred = model(x, step, conditions).float()
-                pred = (pred.view(n_branch, b, *pred.shape[1:]) * weights).sum(0)
-                latents = self.scheduler.step(pred, t, latents, return_dict=False)[0]
-                if callback_on_step_end is not None:
-                    local = {"latents": latents}
-                    kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
-                    out = callback_on_step_end(self, i, t, kwargs) or {}
-                    latents = out.get("latents", latents)
-                progress.update()
-        return latents
+        return denoise_guided(
+            self,
+            latents,
+            lambda x, step: self.motion_transformer(x, step, conditions).float(),
+            coef,
+            num_inference_steps,
+            callback_on_step_end,
+            callback_on_step_end_tensor_inputs,
+            latents.device,
+        )
+
+    def decode_output(
+        self,
+        pixels: torch.Tensor,
+        latents: torch.Tensor,
+        layered: bool,
+        output_type: str,
+        return_dict: bool,
+    ) -> MotionPipelineOutput | tuple:
+        """`__call__`'s result from the denoised (scaled) latents (B, T, 3, g, g): the frames as
+        `output_type` asks, and the motion latents unscaled, float32 on the CPU."""
+        motion = self.motion_transformer.unscale_latents(latents)
+        frames = self.decode_latents(pixels, motion, layered)
+        self.maybe_free_model_hooks()
+        if output_type == "np":
+            frames = (frames * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).cpu().numpy()
+        else:
+            frames = frames.cpu()
+        if not return_dict:
+            return (frames, motion.cpu())
+        return MotionPipelineOutput(frames=frames, motion_latents=motion.float().cpu())
 
     def decode_latents(
         self, pixels: torch.Tensor, motion: torch.Tensor, layered: bool = True
@@ -416,20 +309,9 @@ class MotionPipeline(DiffusionPipeline):
         return ((frames.float().clamp(-1, 1) + 1) / 2).view(b, t, *frames.shape[1:])
 
 
-def _characters(i: int, actions, identities, looks) -> list[str]:
-    """Clip i's characters in order of first mention: actions, then identities, then looks."""
-    seen: dict[str, None] = {}
-    for given in (actions, identities, looks):
-        if given is not None:
-            seen.update(dict.fromkeys(given[i]))
-    return list(seen)
-
-
 def make_pipeline(flow: Mapping | None = None, motion: Mapping | None = None) -> MotionPipeline:
     """A freshly initialised pipeline (the training script's start, the tests' tiny models);
     `flow` and `motion` are `FlowAutoencoder` and `MotionTransformer` keyword arguments."""
-    from diffusers import DPMSolverMultistepScheduler
-
     flow = FlowAutoencoder(**(PRESETS["flow"] if flow is None else flow))
     motion = MotionTransformer(**(PRESETS["motion"] if motion is None else motion))
     for key in ("resolution", "latent_size"):
@@ -448,12 +330,7 @@ def make_pipeline(flow: Mapping | None = None, motion: Mapping | None = None) ->
 def load_motion_pipeline(path: str | Path | None = None, device: str = "cpu") -> MotionPipeline:
     """The motion pipeline from a `save_pretrained` folder (float16 on disk, float32 loaded);
     the shipped one by default."""
-    from reelsmith.errors import InputError
-
     folder = Path(path) if path is not None else WEIGHTS
-    if not (folder / "model_index.json").is_file():
-        raise InputError(
-            f"{folder}: no motion pipeline there (model_index.json is missing); "
-            f"train one with: {TRAIN_COMMAND} {folder}"
-        )
+    hint = f"; train one with: {TRAIN_COMMAND} {folder}"
+    check_model_folder(folder, "motion pipeline", "model_index.json", hint)
     return load_quietly(MotionPipeline, folder, device)

@@ -1,11 +1,10 @@
-"""The models a run uses, chosen by `--backend`, loaded once and only when needed.
+"""The models a run uses, chosen by its `ModelChoice`, loaded once and only when needed.
 
 | backend     | keyframes                                          | shots                         |
 | ----------- | -------------------------------------------------- | ----------------------------- |
 | `builtin`   | the shipped keyframer (or a `KeyframePipeline`     | the shipped shot model (or a  |
-|             | folder given as `--keyframe-model`), with the      | `MotionPipeline` or           |
-|             | shipped keyframe planner where there is one        | `ShotPipeline` folder given   |
-|             |                                                    | as `--shot-model`)            |
+|             | folder given as `--keyframe-model`), with the      | `MotionPipeline` folder given |
+|             | shipped keyframe planner where there is one        | as `--shot-model`)            |
 | `diffusers` | a diffusers text-to-image pipeline (`--keyframe-   | a diffusers image-to-video    |
 |             | model`, a Hub id or folder), else the built-in     | pipeline (`--shot-model`,     |
 |             | keyframer                                          | required)                     |
@@ -24,24 +23,29 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from diffusers.utils import logging as diffusers_logging
+from transformers.utils import logging as transformers_logging
+
+from reelsmith.agent.cache import model_fingerprint, versions
+from reelsmith.agent.config import ModelChoice, shipped_shot_model
 from reelsmith.errors import InputError
+from reelsmith.planner.keyframe_planner import CONFIG_NAME, WEIGHTS_NAME, load_keyframe_planner
+from reelsmith.planner.keyframe_planner import WEIGHTS as PLANNER_WEIGHTS
+from reelsmith.planner.planning import DEFAULT_TEMPERATURE
+from reelsmith.planner.writers import make_writer
+from reelsmith.renderer.identity.check import IdentityCheck
+from reelsmith.renderer.identity.encoder import load_identity_encoder
+from reelsmith.renderer.keyframes.builtin import DEFAULT_CANDIDATES, BuiltinKeyframer
+from reelsmith.renderer.keyframes.pipeline import DEFAULT_STEPS, load_keyframe_pipeline
+from reelsmith.renderer.keyframes.pipeline import WEIGHTS as KEYFRAME_WEIGHTS
 from reelsmith.renderer.shots.builtin import BuiltinShotRenderer
-from reelsmith.renderer.shots.motion_pipeline import WEIGHTS as SHOT_WEIGHTS
 from reelsmith.renderer.shots.motion_pipeline import load_motion_pipeline
+from reelsmith.settings import Settings
 
 logger = logging.getLogger("reelsmith")
-
-BACKENDS = ("builtin", "diffusers")
-MAX_PLAN_TEMPERATURE = 2.0  # a bound on the planner's sampling noise, twice what it learned
-EXAMPLE_SHOT_MODEL = "stabilityai/stable-video-diffusion-img2vid-xt"
-
-
-def shipped_shot_model() -> Path | None:
-    """The folder of the shipped built-in shot model, or None where it is not shipped."""
-    return SHOT_WEIGHTS if (SHOT_WEIGHTS / "model_index.json").is_file() else None
 
 
 def load_builtin_shot_renderer(folder: str | Path, device: str, **settings):
@@ -52,113 +56,11 @@ def load_builtin_shot_renderer(folder: str | Path, device: str, **settings):
         class_name = None
     if class_name != "MotionPipeline":
         raise InputError(f"{folder}: not a built-in shot model (a MotionPipeline folder)")
-    return BuiltinShotRenderer(load_motion_pipeline(folder, device), **settings)
-
-
-@dataclass(frozen=True)
-class BackendChoice:
-    """Which models make the movie.
-
-    Attributes:
-        backend: "builtin" or "diffusers" (see the module docstring).
-        keyframe_model: A keyframe model: a folder (builtin), a Hub id or folder (diffusers).
-        shot_model: A shot model: a folder (builtin), a Hub id or folder (diffusers).
-        shot_steps: Denoising steps per clip; the shot model's default when None.
-        keyframe_candidates: Drawings per keyframe by the built-in keyframer, of which the
-            identity check keeps the one whose characters look most like their references
-            (`renderer.identity_check`); `DEFAULT_CANDIDATES` when None.
-        plan_temperature: The keyframe planner's sampling temperature (0: each shot's most
-            likely keyframe; higher: staging that varies with the seed);
-            `planner.planning.DEFAULT_TEMPERATURE` when None.
-        resolution: Keyframe (and shot) side in pixels; the keyframer's own when None.
-        device: Where the models run, e.g. "cpu" or "cuda".
-        concurrency: Shots rendered at once, each by its own copy of the shot model.
-    """
-
-    backend: str = "builtin"
-    keyframe_model: str | None = None
-    shot_model: str | None = None
-    shot_steps: int | None = None
-    keyframe_candidates: int | None = None
-    plan_temperature: float | None = None
-    resolution: int | None = None
-    device: str = "cpu"
-    concurrency: int = 1
-
-    def check(self) -> None:
-        """Refuse a choice that cannot work, before anything is loaded or written."""
-        if self.backend not in BACKENDS:
-            raise InputError(f"unknown backend '{self.backend}'; use one of {', '.join(BACKENDS)}")
-        if self.shot_steps is not None and not 1 <= self.shot_steps <= 1000:
-            raise InputError(f"--shot-steps must be from 1 to 1000, got {self.shot_steps}")
-        if self.keyframe_candidates is not None:
-            if not 1 <= self.keyframe_candidates <= 16:
-                raise InputError(
-                    f"--keyframe-candidates must be from 1 to 16, got {self.keyframe_candidates}"
-                )
-            if self.keyframe_candidates > 1 and not self.builtin_keyframer:
-                raise InputError(
-                    "--keyframe-candidates: only the built-in keyframer draws candidates; "
-                    "leave it out with --keyframe-model"
-                )
-        if self.plan_temperature is not None:
-            if not 0 <= self.plan_temperature <= MAX_PLAN_TEMPERATURE:
-                raise InputError(
-                    f"--plan-temperature must be from 0 to {MAX_PLAN_TEMPERATURE:g}, got "
-                    f"{self.plan_temperature:g}"
-                )
-            if not self.shipped_keyframer:
-                raise InputError(
-                    f"--plan-temperature: keyframes from --keyframe-model {self.keyframe_model} "
-                    "are drawn without the shipped planner, so there is no plan to sample; "
-                    "leave one of them out"
-                )
-        if self.resolution is not None and not (16 <= self.resolution <= 4096):
-            raise InputError(f"--resolution must be from 16 to 4096, got {self.resolution}")
-        if self.resolution is not None and self.resolution % 2:
-            raise InputError(f"--resolution must be even (H.264), got {self.resolution}")
-        if not 1 <= self.concurrency <= 64:
-            raise InputError(f"--concurrency must be from 1 to 64, got {self.concurrency}")
-        for option, model in (
-            ("--keyframe-model", self.keyframe_model),
-            ("--shot-model", self.shot_model),
-        ):
-            if model is not None and self.backend == "builtin" and not Path(model).is_dir():
-                raise InputError(f"{option} {model}: no such folder (a built-in model folder)")
-            local = model is not None and model.startswith(("/", ".", "~"))
-            if local and not Path(model).expanduser().is_dir():
-                raise InputError(f"{option} {model}: no such folder")
-        if self.backend == "diffusers" and not self.shot_model:
-            raise InputError(
-                "--backend diffusers renders shots with a diffusers image-to-video pipeline: "
-                f"name it with --shot-model (a Hub id or folder, e.g. {EXAMPLE_SHOT_MODEL})"
-            )
-        if self.backend == "builtin" and self.shot_model is None and not shipped_shot_model():
-            where = SHOT_WEIGHTS
-            raise InputError(
-                f"no built-in shot model is shipped yet (none at {where}); render shots with a "
-                "diffusers image-to-video pipeline: --backend diffusers --shot-model MODEL "
-                f"(a Hub id or folder, e.g. {EXAMPLE_SHOT_MODEL})"
-            )
-        if self.device != "cpu":
-            import torch
-
-            try:
-                device = torch.device(self.device)
-            except RuntimeError:
-                raise InputError(f"--device {self.device!r} is not a torch device") from None
-            if device.type == "cuda" and not torch.cuda.is_available():
-                raise InputError(f"--device {self.device}: no CUDA device here")
-
-    @property
-    def builtin_keyframer(self) -> bool:
-        return self.backend == "builtin" or self.keyframe_model is None
-
-    @property
-    def shipped_keyframer(self) -> bool:
-        """The shipped built-in keyframer draws, the only one that reads the shipped planner's
-        tokens (not a pretrained one, nor a built-in one from another folder)."""
-        return self.builtin_keyframer and not (self.backend == "builtin" and self.keyframe_model)
+    try:
+        pipe = load_motion_pipeline(folder, device)
+    except (OSError, ValueError) as exc:  # e.g. a model_index.json naming modules not here
+        raise InputError(f"{folder}: cannot load the shot model ({exc})") from None
+    return BuiltinShotRenderer(pipe, **settings)
 
 
 class Models:
@@ -166,10 +68,13 @@ class Models:
 
     Args:
         choice: Which models.
+        device: Where they run, e.g. "cpu" or "cuda".
+        concurrency: Shots rendered at once, each by its own copy of the shot model.
     """
 
-    def __init__(self, choice: BackendChoice) -> None:
+    def __init__(self, choice: ModelChoice, device: str = "cpu", concurrency: int = 1) -> None:
         self.choice = choice
+        self.device, self.concurrency = device, concurrency
         self.keyframe_batch = 16  # keyframes per keyframer call; halved on out-of-memory
         # re-entrant: a loader may need another model (the keyframer's check: the encoder)
         self._lock = threading.RLock()
@@ -182,13 +87,14 @@ class Models:
 
     @property
     def keyframer_id(self) -> dict:
-        from reelsmith.agent.cache import model_fingerprint, versions
 
         c = self.choice
         if c.builtin_keyframer:
-            from reelsmith.renderer.keyframes.pipeline import DEFAULT_STEPS, WEIGHTS
-
-            folder = c.keyframe_model if c.backend == "builtin" and c.keyframe_model else WEIGHTS
+            folder = (
+                c.keyframe_model
+                if c.backend == "builtin" and c.keyframe_model
+                else KEYFRAME_WEIGHTS
+            )
             model = {
                 "kind": "builtin",
                 "weights": model_fingerprint(folder),
@@ -197,11 +103,10 @@ class Models:
             }
         else:
             model = {"kind": "diffusers", "model": model_fingerprint(c.keyframe_model)}
-        return {**model, "resolution": c.resolution, "device": c.device, **versions()}
+        return {**model, "resolution": c.resolution, "device": self.device, **versions()}
 
     @property
     def keyframe_candidates(self) -> int:
-        from reelsmith.renderer.keyframes.builtin import DEFAULT_CANDIDATES
 
         c = self.choice.keyframe_candidates
         return DEFAULT_CANDIDATES if c is None else c
@@ -209,7 +114,6 @@ class Models:
     @property
     def planner_id(self) -> dict | None:
         """The keyframe planner's description, or None where keyframes are drawn without one."""
-        from reelsmith.agent.cache import model_fingerprint
 
         folder = self._planner_folder()
         if folder is None:
@@ -218,14 +122,12 @@ class Models:
 
     @property
     def plan_temperature(self) -> float:
-        from reelsmith.planner.planning import DEFAULT_TEMPERATURE
 
         t = self.choice.plan_temperature
         return DEFAULT_TEMPERATURE if t is None else float(t) + 0.0  # -0.0 is 0.0
 
     @property
     def shot_renderer_id(self) -> dict:
-        from reelsmith.agent.cache import model_fingerprint, versions
 
         c = self.choice
         if c.backend == "builtin":
@@ -233,25 +135,24 @@ class Models:
             model = {"kind": "builtin", "weights": model_fingerprint(folder)}
         else:
             model = {"kind": "diffusers", "model": model_fingerprint(c.shot_model)}
-        return {**model, "steps": c.shot_steps, "device": c.device, **versions()}
+        return {**model, "steps": c.shot_steps, "device": self.device, **versions()}
 
     def _planner_folder(self) -> Path | None:
         """The shipped planner's folder, where it is shipped and the keyframer can read it."""
-        from reelsmith.planner.keyframe_planner import CONFIG_NAME, WEIGHTS, WEIGHTS_NAME
 
         c = self.choice
         if not c.shipped_keyframer:
             return None
-        if not all((WEIGHTS / name).is_file() for name in (CONFIG_NAME, WEIGHTS_NAME)):
+        if not all((PLANNER_WEIGHTS / name).is_file() for name in (CONFIG_NAME, WEIGHTS_NAME)):
             if not self._warned:
                 self._warned = True
                 logger.warning(
                     "no keyframe planner is shipped yet (%s); keyframes are drawn scene by "
                     "scene, each from the one before it",
-                    WEIGHTS,
+                    PLANNER_WEIGHTS,
                 )
             return None
-        return WEIGHTS
+        return PLANNER_WEIGHTS
 
     # -- the models ------------------------------------------------------------------------
 
@@ -268,7 +169,6 @@ class Models:
 
     @property
     def encoder(self):
-        from reelsmith.renderer.identity.encoder import load_identity_encoder
 
         return self._get("encoder", load_identity_encoder)
 
@@ -278,27 +178,21 @@ class Models:
         folder = self._planner_folder()
         if folder is None:
             return None
-        from reelsmith.planner.keyframe_planner import load_keyframe_planner
 
-        return self._get("planner", lambda: load_keyframe_planner(folder, self.choice.device))
+        return self._get("planner", lambda: load_keyframe_planner(folder, self.device))
 
     def _load_keyframer(self):
         c = self.choice
         if c.builtin_keyframer:
-            from reelsmith.renderer.keyframes.builtin import BuiltinKeyframer
-            from reelsmith.renderer.keyframes.pipeline import load_keyframe_pipeline
-
             folder = c.keyframe_model if c.backend == "builtin" else None
             check = None
             if self.keyframe_candidates > 1:  # it embeds figures with the run's encoder
-                from reelsmith.renderer.identity.check import IdentityCheck
-
-                check = IdentityCheck.load(c.device, encoder=self.encoder)
+                check = IdentityCheck.load(self.device, encoder=self.encoder)
             keyframer = BuiltinKeyframer(
-                load_keyframe_pipeline(folder, c.device),
+                load_keyframe_pipeline(folder, self.device),
                 candidates=self.keyframe_candidates,
                 check=check,
-                device=c.device,
+                device=self.device,
             )
             if c.resolution is not None and c.resolution != keyframer.resolution:
                 raise InputError(
@@ -307,11 +201,13 @@ class Models:
                     "--backend diffusers --keyframe-model MODEL"
                 )
             return keyframer
-        from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer
 
         try:
+            # loaded lazily: diffusers' and transformers' pretrained pipelines, this backend's
+            from reelsmith.renderer.keyframes.pretrained import PretrainedKeyframer
+
             return PretrainedKeyframer.from_pretrained(
-                c.keyframe_model, device=c.device, resolution=c.resolution
+                c.keyframe_model, device=self.device, resolution=c.resolution
             )
         except ValueError as exc:
             raise InputError(f"--keyframe-model {c.keyframe_model}: {exc}") from None
@@ -321,11 +217,13 @@ class Models:
         steps = {} if c.shot_steps is None else {"steps": c.shot_steps}
         if c.backend == "builtin":
             folder = c.shot_model or shipped_shot_model()
-            return load_builtin_shot_renderer(folder, c.device, **steps)
-        from reelsmith.renderer.shots.pretrained import PretrainedShotRenderer
+            return load_builtin_shot_renderer(folder, self.device, **steps)
 
         try:
-            return PretrainedShotRenderer.from_pretrained(c.shot_model, device=c.device, **steps)
+            # loaded lazily: diffusers' and transformers' pretrained pipelines, this backend's
+            from reelsmith.renderer.shots.pretrained import PretrainedShotRenderer
+
+            return PretrainedShotRenderer.from_pretrained(c.shot_model, device=self.device, **steps)
         except ValueError as exc:
             raise InputError(f"--shot-model {c.shot_model}: {exc}") from None
 
@@ -334,7 +232,7 @@ class Models:
         """Borrow a shot renderer: one per shot rendered at once (a pipeline holds per-call
         state, so two threads never share one), at most `concurrency` of them loaded."""
         with self._lock:
-            grow = self._renderers.empty() and self._renderer_count < self.choice.concurrency
+            grow = self._renderers.empty() and self._renderer_count < self.concurrency
             if grow:
                 self._renderer_count += 1
         if grow:
@@ -362,7 +260,6 @@ class Models:
 
     def shrink_batches(self) -> None:
         """After running out of memory: halve the batches, free the accelerator's cache."""
-        import torch
 
         self.keyframe_batch = max(1, self.keyframe_batch // 2)
         for renderer in list(self._renderers.queue):
@@ -376,8 +273,6 @@ def make_script_writer(inputs, options, api_key: str | None = None, base_url: st
     """The screenplay writer of a run (`reelsmith script`'s choice). The API key and server
     URL given on the command line (held in memory only) come first, then run.json's URL (kept
     without credentials), then the environment."""
-    from reelsmith.planner.writers import make_writer
-    from reelsmith.settings import Settings
 
     settings = Settings.from_env()
     return make_writer(
@@ -394,8 +289,6 @@ def make_script_writer(inputs, options, api_key: str | None = None, base_url: st
 @contextmanager
 def quiet_loading() -> Iterator[None]:
     """No "Loading pipeline components" bars or weight-loading chatter while models load."""
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
 
     shown = diffusers_logging.is_progress_bar_enabled()
     bars = transformers_logging.is_progress_bar_enabled()
