@@ -225,10 +225,10 @@ def make(
     ] = False,
 ) -> None:
     """Make a movie from an idea or a screenplay, in a run directory that can be resumed."""
+    given = dict(locals())  # the options, before anything else is named here
     started = time.monotonic()
-    left_out = ("output", "prompt", "source", "api_key", "started")
-    settings = {k: v for k, v in locals().items() if k not in left_out}
-    settings["writer_model"] = settings.pop("model")
+    settings = {k: v for k, v in given.items() if k not in ("output", "prompt", "source")}
+    settings["writer_model"], api_key = settings.pop("model"), settings.pop("api_key")
     prompt, source = _prompt_or_source(prompt, source)
     config, source_file = RunConfig.of(prompt, source, **settings)  # before anything loads
     from reelsmith.agent import api  # lazily: the models' stack
