@@ -28,6 +28,7 @@ def make_writer(
     trust_remote_code: bool = False,
 ) -> ScriptWriter:
     """The writer called `name`, configured; unknown names raise `InputError`."""
+    # each writer is imported lazily: the model-backed ones bring openai, transformers or vllm
     if name == "offline":
         from reelsmith.planner.writers.offline import OfflineWriter
 

@@ -71,7 +71,7 @@ class VLLMWriter(LLMWriter):
         self, messages: list[dict[str, str]], schema: dict, seed: int, brief: Brief
     ) -> str:
         """The model's answer, decoded under the schema bounded by the brief's counts."""
-        from vllm.sampling_params import StructuredOutputsParams
+        from vllm.sampling_params import StructuredOutputsParams  # lazily: vllm is optional
 
         sampling_params = self._vllm.SamplingParams(
             structured_outputs=StructuredOutputsParams(
@@ -88,7 +88,7 @@ class VLLMWriter(LLMWriter):
 
 def _import_vllm() -> Any:
     try:
-        import vllm
+        import vllm  # lazily: vllm is optional (pip install -e ".[vllm]")
     except ModuleNotFoundError as exc:
         if exc.name != "vllm":  # vllm is there but one of its own imports is missing
             raise WriterError(f"vllm is installed but cannot be imported: {exc}") from None
