@@ -21,6 +21,7 @@ import torch
 
 from reelsmith.errors import InputError
 from reelsmith.numerics import settle
+from reelsmith.training.config import as_dict
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,16 @@ def start_run(options: RunOptions, seed: int) -> tuple[torch.device, RunLog]:
 def device_name(device: torch.device) -> str:
     """What train_log.json records as the device: the GPU's name, or "cpu"."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def run_record(config, log: RunLog, device: torch.device) -> dict:
+    """What every train_log.json records of its run: the config, commit, seconds and device."""
+    return {
+        "config": as_dict(config),
+        "commit": log.commit,
+        "seconds": round(log.seconds(), 1),
+        "device": device_name(device),
+    }
 
 
 def finish(folder: Path, record: dict, log: RunLog) -> None:

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from reelsmith.renderer.identity.encoder import IdentityEncoder, crop_boxes
 from reelsmith.training.common import (
     RunOptions,
-    device_name,
     finish,
     lr_at,
+    run_record,
     save_half,
     set_lr,
     start_run,
@@ -150,10 +150,5 @@ def run(config: IdentityRunConfig, options: RunOptions) -> None:
     data, held = load_keyframe_sets(options, config.data, 4, log)
     model, record = train_identity(config, data, held, device, log)
     save_half(model, options.out)
-    record.update(
-        config=as_dict(config),
-        commit=log.commit,
-        seconds=round(log.seconds(), 1),
-        device=device_name(device),
-    )
+    record.update(run_record(config, log, device))
     finish(options.out, record, log)

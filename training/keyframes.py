@@ -38,9 +38,9 @@ from reelsmith.renderer.pipeline_steps import SCHEDULER
 from reelsmith.schema.conditioning import SCENE_FIELDS
 from reelsmith.training.common import (
     RunOptions,
-    device_name,
     finish,
     lr_at,
+    run_record,
     set_lr,
     start_run,
     to_pixels,
@@ -342,10 +342,5 @@ def run(config: KeyframesRunConfig, options: RunOptions) -> None:
     for part in (pipe.keyframe_encoder, pipe.condition_encoder, pipe.transformer):
         part.to(torch.float16)
     pipe.save_pretrained(options.out, max_shard_size=MAX_FILE)
-    record.update(
-        config=as_dict(config),
-        commit=log.commit,
-        seconds=round(log.seconds(), 1),
-        device=device_name(device),
-    )
+    record.update(run_record(config, log, device))
     finish(options.out, record, log)

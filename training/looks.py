@@ -20,9 +20,9 @@ from reelsmith.renderer.identity.looks import LooksReader
 from reelsmith.schema.looks import all_identities
 from reelsmith.training.common import (
     RunOptions,
-    device_name,
     finish,
     lr_at,
+    run_record,
     save_half,
     set_lr,
     start_run,
@@ -142,10 +142,5 @@ def run(config: LooksRunConfig, options: RunOptions) -> None:
     data, held = load_keyframe_sets(options, config.data, 4, log)
     model, record = train_looks(config, data, held, device, log)
     save_half(model, options.out)
-    record.update(
-        config=as_dict(config),
-        commit=log.commit,
-        seconds=round(log.seconds(), 1),
-        device=device_name(device),
-    )
+    record.update(run_record(config, log, device))
     finish(options.out, record, log)

@@ -37,15 +37,15 @@ from reelsmith.renderer.keyframes.pipeline import WEIGHTS as KEYFRAME_WEIGHTS
 from reelsmith.renderer.keyframes.pipeline import KeyframePipeline, load_keyframe_pipeline
 from reelsmith.training.common import (
     RunOptions,
-    device_name,
     finish,
     lr_at,
+    run_record,
     save_half,
     set_lr,
     start_run,
     update_ema,
 )
-from reelsmith.training.config import Datasets, as_dict
+from reelsmith.training.config import Datasets
 from reelsmith.training.data import build_both, portrait_embeddings
 from reelsmith.training.planner_data import (
     ClipSampler,
@@ -303,9 +303,6 @@ def run(config: PlannerRunConfig, options: RunOptions) -> None:
     record.update(
         data={n: info for n, (_, info) in loaded.items()},
         tokenizer={"path": str(tokenizer), "sha256": digest},
-        config=as_dict(config),
-        commit=log.commit,
-        seconds=round(log.seconds(), 1),
-        device=device_name(device),
+        **run_record(config, log, device),
     )
     finish(options.out, record, log)
